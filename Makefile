@@ -1,0 +1,39 @@
+# clawstate — the two commands of the quick start are `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run demo test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## make run: the main job on the embedded default (a short demo until the server exists)
+run: $(STAMP)
+	$(BIN)/clawstate demo
+
+## make test: lint, format check, strict types, then every test
+test: $(STAMP) lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict src
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+## make bench: the performance figures written to docs/benchmarks.md
+bench: $(STAMP)
+	$(BIN)/python -m bench.run --write docs/benchmarks.md
+
+clean:
+	rm -rf $(VENV) .clawstate .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,58 @@
+"""clawstate: one Python API for every kind of persistent state.
+
+>>> import clawstate
+>>> store = clawstate.open("memory://")
+>>> carts = store.namespace("carts")
+>>> carts.put("u42", {"items": []}).version
+1
+
+See README.md and docs/ for the full tour; DESIGN.md fixes these public names.
+"""
+
+from __future__ import annotations
+
+from ._open import open, open_async
+from .aio import AsyncNamespace, AsyncStore, AsyncTransaction, AsyncWatch
+from .errors import (
+    BackendUnavailable,
+    ClawStateError,
+    ConfigError,
+    Forbidden,
+    IntegrityError,
+    InvalidRequest,
+    Unauthorized,
+    VersionConflict,
+    WrongExpectedVersion,
+)
+from .store import Namespace, Store, Transaction, TxNamespace, Watch
+from .types import Change, CheckReport, Item, Page
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncNamespace",
+    "AsyncStore",
+    "AsyncTransaction",
+    "AsyncWatch",
+    "BackendUnavailable",
+    "Change",
+    "CheckReport",
+    "ClawStateError",
+    "ConfigError",
+    "Forbidden",
+    "IntegrityError",
+    "InvalidRequest",
+    "Item",
+    "Namespace",
+    "Page",
+    "Store",
+    "Transaction",
+    "TxNamespace",
+    "Unauthorized",
+    "VersionConflict",
+    "Watch",
+    "WrongExpectedVersion",
+    "__version__",
+    "open",
+    "open_async",
+]

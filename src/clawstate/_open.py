@@ -1,0 +1,81 @@
+"""``clawstate.open``: from a URL or a config file to a Store on the right backend."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .aio import AsyncStore
+from .backends.base import Backend
+from .config import Config, load_config, parse_url
+from .errors import ConfigError
+from .keyring import Keyring
+from .store import Clock, Store
+
+__all__ = ["make_backend", "open", "open_async"]
+
+_LATER = {
+    "postgresql": "the PostgreSQL backend",
+    "redis": "the Redis backend",
+    "http": "the HTTP client",
+    "https": "the HTTP client",
+}
+
+
+def make_backend(config: Config) -> Backend:
+    """The backend ``config.url`` names."""
+    url = parse_url(config.url)
+    if url.scheme == "sqlite":
+        from .backends.sqlite import SQLiteBackend
+
+        assert url.path is not None
+        return SQLiteBackend(url.path, durability=config.durability)
+    if url.scheme == "memory":
+        from .backends.memory import MemoryBackend
+
+        return MemoryBackend()
+    what = _LATER.get(url.scheme, url.scheme)
+    raise ConfigError(
+        "store.url",
+        f"{url.scheme}:// stores need {what}, which this version of clawstate does not "
+        "include yet; use sqlite:///path or memory://",
+    )
+
+
+def open(
+    url: str | None = None,
+    *,
+    config: str | os.PathLike[str] | None = None,
+    token: str | None = None,
+    clock: Clock | None = None,
+    keyring: Keyring | None = None,
+    **options: Any,
+) -> Store:
+    """Open a store.
+
+    ``clawstate.open()`` is the embedded default (``./.clawstate/state.db``);
+    ``open("sqlite:///path/state.db")``, ``open("memory://")``; ``open(config="clawstate.toml")``
+    reads the file (``CLAWSTATE_*`` variables override it, keyword options override both:
+    ``durability="power"``, ``idempotency_window=3600``, ``limits={...}``, ``namespaces={...}``).
+    """
+    if url is not None:
+        options["url"] = url
+    cfg = load_config(config, **options)
+    if token is not None and parse_url(cfg.url).scheme not in ("http", "https"):
+        raise ConfigError("token", "a token is only used with http(s):// stores")
+    return Store(make_backend(cfg), cfg, clock=clock, keyring=keyring)
+
+
+def open_async(
+    url: str | None = None,
+    *,
+    config: str | os.PathLike[str] | None = None,
+    token: str | None = None,
+    clock: Clock | None = None,
+    keyring: Keyring | None = None,
+    max_workers: int = 32,
+    **options: Any,
+) -> AsyncStore:
+    """Like :func:`open`, but every method is awaitable (see :class:`AsyncStore`)."""
+    store = open(url, config=config, token=token, clock=clock, keyring=keyring, **options)
+    return AsyncStore(store, max_workers=max_workers)

@@ -1,0 +1,248 @@
+"""AsyncStore: the same facade, awaitable.
+
+One implementation, two faces: every coroutine here hands the corresponding
+*sync* method to a thread pool and awaits its future.  Writes from many tasks
+therefore reach the backend's group committer from several pool threads at
+once and are coalesced exactly like writes from threads; reads run on pool
+threads with their own connections and never block the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ParamSpec, TypeVar
+
+from .store import Namespace, Store, Transaction, TxNamespace, Watch
+from .types import Change, CheckReport, Item, Page
+
+__all__ = ["AsyncNamespace", "AsyncStore", "AsyncTransaction", "AsyncWatch"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class _Runner:
+    """Runs sync callables on a private pool and awaits them."""
+
+    def __init__(self, max_workers: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="clawstate")
+
+    async def __call__(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+class AsyncNamespace:
+    """Awaitable twin of :class:`~clawstate.store.Namespace`."""
+
+    def __init__(self, ns: Namespace, run: _Runner) -> None:
+        self._ns = ns
+        self._run = run
+        self.name = ns.name
+
+    async def get(self, key: str) -> Item | None:
+        return await self._run(self._ns.get, key)
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Item]:
+        return await self._run(self._ns.get_many, list(keys))
+
+    async def put(
+        self,
+        key: str,
+        value: Any,
+        *,
+        ttl: float | None = None,
+        if_version: int | None = None,
+        if_absent: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Item:
+        return await self._run(
+            self._ns.put,
+            key,
+            value,
+            ttl=ttl,
+            if_version=if_version,
+            if_absent=if_absent,
+            idempotency_key=idempotency_key,
+        )
+
+    async def put_many(
+        self,
+        items: Mapping[str, Any] | Iterable[tuple[str, Any]],
+        *,
+        ttl: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> list[Item]:
+        pairs = list(items.items() if isinstance(items, Mapping) else items)
+        return await self._run(self._ns.put_many, pairs, ttl=ttl, idempotency_key=idempotency_key)
+
+    async def delete(
+        self, key: str, *, if_version: int | None = None, idempotency_key: str | None = None
+    ) -> bool:
+        return await self._run(
+            self._ns.delete, key, if_version=if_version, idempotency_key=idempotency_key
+        )
+
+    async def scan(self, prefix: str = "", limit: int = 100, cursor: str | None = None) -> Page:
+        return await self._run(self._ns.scan, prefix, limit, cursor)
+
+    async def query(self, query: Any) -> Page:
+        return await self._run(self._ns.query, query)
+
+    async def count(self) -> int:
+        return await self._run(self._ns.count)
+
+    def watch(
+        self, from_seq: int | None = 0, *, prefix: str = "", timeout: float | None = None
+    ) -> AsyncWatch:
+        return AsyncWatch(self._ns.watch(from_seq, prefix=prefix, timeout=timeout), self._run)
+
+
+class AsyncTxNamespace:
+    """A namespace inside an :class:`AsyncTransaction`; writes buffer until commit."""
+
+    def __init__(self, tx_ns: TxNamespace, run: _Runner) -> None:
+        self._tx_ns = tx_ns
+        self._run = run
+        self.name = tx_ns.name
+
+    async def get(self, key: str) -> Item | None:
+        return await self._run(self._tx_ns.get, key)
+
+    async def put(
+        self,
+        key: str,
+        value: Any,
+        *,
+        ttl: float | None = None,
+        if_version: int | None = None,
+        if_absent: bool = False,
+    ) -> None:
+        self._tx_ns.put(key, value, ttl=ttl, if_version=if_version, if_absent=if_absent)
+
+    async def delete(self, key: str, *, if_version: int | None = None) -> None:
+        self._tx_ns.delete(key, if_version=if_version)
+
+
+class AsyncTransaction:
+    """``async with astore.transaction() as tx:`` — commits when the block exits."""
+
+    def __init__(self, tx: Transaction, run: _Runner) -> None:
+        self._tx = tx
+        self._run = run
+
+    @property
+    def result(self) -> list[Item | bool]:
+        return self._tx.result
+
+    def namespace(self, name: str) -> AsyncTxNamespace:
+        return AsyncTxNamespace(self._tx.namespace(name), self._run)
+
+    async def commit(self) -> list[Item | bool]:
+        return await self._run(self._tx.commit)
+
+    def rollback(self) -> None:
+        self._tx.rollback()
+
+    async def __aenter__(self) -> AsyncTransaction:
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None and not self._tx._done:
+            await self.commit()
+        elif not self._tx._done:
+            self.rollback()
+
+
+class AsyncWatch(AsyncIterator[Change]):
+    """Async iterator over a :class:`~clawstate.store.Watch`."""
+
+    def __init__(self, watch: Watch, run: _Runner) -> None:
+        self._watch = watch
+        self._run = run
+
+    @property
+    def last_seq(self) -> int:
+        return self._watch.last_seq
+
+    def __aiter__(self) -> AsyncWatch:
+        return self
+
+    async def __anext__(self) -> Change:
+        change = await self._run(next, self._watch, None)
+        if change is None:
+            raise StopAsyncIteration
+        return change
+
+    def close(self) -> None:
+        self._watch.close()
+
+
+class AsyncStore:
+    """Awaitable twin of :class:`~clawstate.store.Store`.  Build it with ``open_async``."""
+
+    def __init__(self, store: Store, *, max_workers: int = 32) -> None:
+        self._store = store
+        self._run = _Runner(max_workers)
+        self._namespaces: dict[str, AsyncNamespace] = {}
+
+    @property
+    def sync(self) -> Store:
+        """The underlying sync Store (same data, same connections)."""
+        return self._store
+
+    @property
+    def config(self) -> Any:
+        return self._store.config
+
+    def namespace(self, name: str, **options: Any) -> AsyncNamespace:
+        if not options and name in self._namespaces:
+            return self._namespaces[name]
+        ans = AsyncNamespace(self._store.namespace(name, **options), self._run)
+        if not options:
+            self._namespaces[name] = ans
+        return ans
+
+    def transaction(self, *, idempotency_key: str | None = None) -> AsyncTransaction:
+        return AsyncTransaction(self._store.transaction(idempotency_key=idempotency_key), self._run)
+
+    def watch(
+        self,
+        from_seq: int | None = 0,
+        *,
+        namespace: str | None = None,
+        prefix: str = "",
+        timeout: float | None = None,
+    ) -> AsyncWatch:
+        return AsyncWatch(
+            self._store.watch(from_seq, namespace=namespace, prefix=prefix, timeout=timeout),
+            self._run,
+        )
+
+    async def namespaces(self) -> list[str]:
+        return await self._run(self._store.namespaces)
+
+    async def sweep(self) -> dict[str, int]:
+        return await self._run(self._store.sweep)
+
+    async def stats(self) -> dict[str, Any]:
+        return await self._run(self._store.stats)
+
+    async def check(self, *, deep: bool = False) -> CheckReport:
+        return await self._run(self._store.check, deep=deep)
+
+    async def close(self) -> None:
+        await self._run(self._store.close)
+        self._run.shutdown()
+
+    async def __aenter__(self) -> AsyncStore:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()

@@ -1,0 +1,205 @@
+"""The Backend protocol: the one seam between the facade and a storage engine.
+
+A backend stores *encoded* values (bytes produced by the codec) and their
+metadata; it knows nothing of serializers, encryption, TTL arithmetic or
+idempotency windows — the facade computes those and hands the backend plain
+records.  What a backend must guarantee:
+
+* ``write(unit)`` applies every write of the unit atomically, together with one
+  change-log row per changed key, in ONE transaction; a failed version check
+  fails the whole unit and changes nothing; concurrent units may be coalesced
+  into one commit (group commit) but each unit succeeds or fails on its own.
+* a unit carrying an idempotency key that was already applied (and has not
+  expired) returns the outcomes recorded the first time and applies nothing.
+* change-log sequence numbers are gap-free and visible in commit order, so a
+  watcher reading ``changes(after_seq)`` never skips a change.
+* expired items are invisible to every read as soon as ``expires_at <= now``,
+  whether or not the sweep has purged them yet.
+
+Every backend runs the conformance suite in :mod:`clawstate.testing`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import msgspec
+
+from ..types import Change
+
+if TYPE_CHECKING:
+    from ..query import Query
+
+__all__ = [
+    "OP_DELETE",
+    "OP_EXPIRE",
+    "OP_NAMES",
+    "OP_PUT",
+    "OP_REWRAP",
+    "Backend",
+    "Capabilities",
+    "Outcome",
+    "StoredItem",
+    "SweepResult",
+    "Write",
+    "WriteUnit",
+]
+
+#: Write kinds.  ``OP_REWRAP`` replaces the stored bytes of an unchanged item
+#: (key rotation): no new version, no change-log row.
+OP_PUT = 0
+OP_DELETE = 1
+OP_EXPIRE = 2
+OP_REWRAP = 3
+OP_NAMES: dict[int, str] = {OP_PUT: "put", OP_DELETE: "delete", OP_EXPIRE: "expire"}
+
+
+class Write(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """One key's write inside a unit.
+
+    ``if_version`` demands the live item has that version; ``if_absent`` demands
+    there is no live item.  For ``OP_REWRAP`` ``if_version`` and ``seq`` pin the
+    exact stored row being re-encoded.
+    """
+
+    namespace: str
+    key: str
+    op: int
+    value: bytes | None = None
+    expires_at: float | None = None
+    if_version: int | None = None
+    if_absent: bool = False
+    log_value: bool = False
+    seq: int | None = None
+
+
+class WriteUnit(msgspec.Struct, gc=False):
+    """What one caller asked to commit atomically: one put, a put_many, a transaction."""
+
+    writes: list[Write]
+    now: float
+    idempotency_key: str | None = None
+    #: digest of the request; a retry with the same key but another request is refused
+    fingerprint: bytes = b""
+    #: when the idempotency record may be forgotten
+    idempotency_expires_at: float | None = None
+
+
+class Outcome(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """What one write did.  ``applied`` is False for a delete of a missing key
+    (or a rewrap that lost a race); ``seq`` is its change-log sequence number."""
+
+    namespace: str
+    key: str
+    op: int
+    applied: bool
+    version: int
+    seq: int
+    created_at: float
+    updated_at: float
+    expires_at: float | None
+
+
+class StoredItem(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """A live item as the backend keeps it: encoded bytes plus metadata."""
+
+    namespace: str
+    key: str
+    value: bytes
+    version: int
+    seq: int
+    created_at: float
+    updated_at: float
+    expires_at: float | None
+
+
+class SweepResult(msgspec.Struct, frozen=True):
+    """What a sweep removed."""
+
+    expired: int = 0
+    idempotency_keys: int = 0
+    changes: int = 0
+
+
+class Capabilities(msgspec.Struct, frozen=True):
+    """What a backend can do beyond the protocol's minimum."""
+
+    #: durable across a killed process
+    durable: bool = True
+    #: several processes may share the data
+    multi_process: bool = True
+    #: query() runs inside the engine rather than by scanning in Python
+    native_query: bool = False
+
+
+#: Turns a stored item into its decoded value (the facade's codec), for backends
+#: that evaluate queries in Python.
+Decoder = Callable[[StoredItem], Any]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """The storage engine behind a Store.  See the module docstring for the contract."""
+
+    name: str
+    capabilities: Capabilities
+
+    def write(self, unit: WriteUnit) -> list[Outcome]:
+        """Commit ``unit`` atomically; raise VersionConflict (nothing applied) or
+        InvalidRequest (idempotency key reused for another request)."""
+        ...
+
+    def get(self, namespace: str, key: str, now: float) -> StoredItem | None: ...
+
+    def get_many(self, namespace: str, keys: Sequence[str], now: float) -> list[StoredItem]: ...
+
+    def scan(
+        self, namespace: str, prefix: str, after: str | None, limit: int, now: float
+    ) -> list[StoredItem]:
+        """Live items of ``namespace`` whose key starts with ``prefix`` and sorts
+        after ``after``, in key order (UTF-8 byte order), at most ``limit``."""
+        ...
+
+    def query(
+        self, namespace: str, query: Query, decode: Decoder, now: float
+    ) -> tuple[list[StoredItem], str | None]:
+        """One page of the query's matches and the next page token."""
+        ...
+
+    def count(self, namespace: str, now: float) -> int: ...
+
+    def changes(self, after_seq: int, limit: int, namespace: str | None = None) -> list[Change]:
+        """Change-log rows with ``seq > after_seq`` in seq order."""
+        ...
+
+    def last_seq(self) -> int: ...
+
+    def first_seq(self) -> int:
+        """The oldest retained change-log seq (``last_seq() + 1`` when empty)."""
+        ...
+
+    def wait_for_change(self, after_seq: int, timeout: float) -> bool:
+        """Block until a change with ``seq > after_seq`` is committed or ``timeout``
+        passes; True when there is one."""
+        ...
+
+    def sweep(self, now: float, changelog_before: float) -> SweepResult:
+        """Purge expired items (logging ``expire`` changes), forgotten idempotency
+        records, and change-log rows older than ``changelog_before``."""
+        ...
+
+    def namespaces(self) -> list[str]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def check(self) -> tuple[list[str], dict[str, int]]:
+        """Integrity problems found (empty when sound) and what was checked."""
+        ...
+
+    def iter_items(self, namespace: str) -> Iterator[StoredItem]:
+        """Every stored item of ``namespace``, expired or not, in key order
+        (for maintenance: key rotation, check, backup)."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,694 @@
+"""The facade: Store, Namespace, Transaction, Watch — the API applications use.
+
+The facade owns the policy layer: key and TTL checks, the codec (serialize ·
+compress · encrypt), idempotency fingerprints, cursors.  It turns each call into
+plain records for the :class:`~clawstate.backends.base.Backend`, which only
+stores bytes atomically.  :class:`AsyncStore` (in ``aio.py``) runs these same
+methods on a thread pool; it never re-implements them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import msgspec
+
+from ._validate import check_key, check_limit, check_namespace_name, check_ttl, check_version
+from .backends.base import OP_DELETE, OP_PUT, OP_REWRAP, Backend, StoredItem, Write, WriteUnit
+from .codec import Codec, CodecPolicy
+from .config import Config, NamespacePolicy, validate_namespace_options
+from .errors import ClawStateError, IntegrityError, InvalidRequest
+from .keyring import Keyring
+from .query import parse_query
+from .types import Change, CheckReport, Item, Page
+
+__all__ = ["Namespace", "Store", "Transaction", "TxNamespace", "Watch"]
+
+Clock = Callable[[], float]
+
+_fingerprint_encoder = msgspec.msgpack.Encoder()
+_cursor_decoder = msgspec.msgpack.Decoder(tuple[str, str])
+
+
+def _etag(seq: int) -> str:
+    """An opaque tag that changes on every write: the change-log seq of the last write."""
+    return format(seq, "x")
+
+
+def _fingerprint(parts: list[Any]) -> bytes:
+    try:
+        return hashlib.blake2b(_fingerprint_encoder.encode(parts), digest_size=16).digest()
+    except (TypeError, OverflowError) as exc:
+        raise InvalidRequest("value", f"cannot fingerprint the request: {exc}") from None
+
+
+def _encode_cursor(prefix: str, last_key: str) -> str:
+    raw = _fingerprint_encoder.encode((prefix, last_key))
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(cursor: Any, prefix: str) -> str:
+    if not isinstance(cursor, str):
+        raise InvalidRequest("cursor", f"must be a string, got {type(cursor).__name__}")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        cursor_prefix, last_key = _cursor_decoder.decode(raw)
+    except (ValueError, msgspec.DecodeError):
+        raise InvalidRequest("cursor", "is not a cursor this store issued") from None
+    if cursor_prefix != prefix:
+        raise InvalidRequest("cursor", "was issued for another prefix")
+    return last_key
+
+
+class Namespace:
+    """A named set of keys with one codec policy.  Get it from ``Store.namespace``."""
+
+    def __init__(self, store: Store, name: str, policy: NamespacePolicy) -> None:
+        self._store = store
+        self._backend = store._backend
+        self._clock = store._clock
+        self.name = name
+        self.policy = policy
+        limits = store.config.limits
+        self._max_key = limits.max_key_bytes
+        self._max_batch = limits.max_batch
+        self._max_ttl = limits.max_ttl_seconds
+        self._codec = Codec(
+            CodecPolicy(
+                serializer=policy.serializer,
+                compress_above=policy.compress_above,
+                compression_level=policy.compression_level,
+                encrypt=policy.encrypt,
+            ),
+            store._keyring_for(policy.encrypt),
+            max_value_bytes=limits.max_value_bytes,
+        )
+        self._default_ttl = policy.default_ttl
+        self._log_values = policy.changelog_values
+
+    def __repr__(self) -> str:
+        return f"<Namespace {self.name!r} on {self._backend.name}>"
+
+    # -- encoding helpers ------------------------------------------------------------
+
+    def _decode(self, st: StoredItem) -> Any:
+        try:
+            return self._codec.decode(self.name, st.key, st.value)
+        except IntegrityError:
+            # Another process may have rotated the keyring since we loaded it.
+            if self._store._reload_keyring():
+                self._codec = self._store.namespace(self.name)._codec
+                return self._codec.decode(self.name, st.key, st.value)
+            raise
+
+    def _item(self, st: StoredItem) -> Item:
+        return Item(
+            st.key,
+            self._decode(st),
+            st.version,
+            _etag(st.seq),
+            st.created_at,
+            st.updated_at,
+            st.expires_at,
+            self.name,
+        )
+
+    def _expires(self, ttl: Any, now: float) -> float | None:
+        if ttl is None:
+            ttl = self._default_ttl
+            if ttl is None:
+                return None
+        return now + check_ttl(ttl, self._max_ttl)
+
+    def _put_write(
+        self, key: str, value: Any, ttl: Any, if_version: Any, if_absent: bool, now: float
+    ) -> Write:
+        check_key(key, self._max_key)
+        if if_version is not None:
+            check_version(if_version)
+            if if_absent:
+                raise InvalidRequest("if_absent", "cannot be combined with if_version")
+        expires = self._expires(ttl, now)
+        data = self._codec.encode(self.name, key, value)
+        return Write(
+            self.name, key, OP_PUT, data, expires, if_version, bool(if_absent), self._log_values
+        )
+
+    def _unit(
+        self, writes: list[Write], now: float, idem: str | None, parts: list[Any]
+    ) -> WriteUnit:
+        if idem is None:
+            return WriteUnit(writes, now)
+        check_key(idem, 256, field="idempotency_key")
+        window = self._store.config.idempotency_window
+        return WriteUnit(writes, now, idem, _fingerprint(parts), now + window)
+
+    # -- reads -----------------------------------------------------------------------
+
+    def get(self, key: str) -> Item | None:
+        """The live item at ``key``, or None (absent or expired)."""
+        check_key(key, self._max_key)
+        st = self._backend.get(self.name, key, self._clock())
+        return None if st is None else self._item(st)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Item]:
+        """The live items among ``keys``, by key; missing keys are left out."""
+        keys = list(keys)
+        if len(keys) > self._max_batch:
+            raise InvalidRequest(
+                "keys", f"{len(keys)} keys; the limit is {self._max_batch}", limit=self._max_batch
+            )
+        for key in keys:
+            check_key(key, self._max_key)
+        found = self._backend.get_many(self.name, keys, self._clock())
+        return {st.key: self._item(st) for st in found}
+
+    def scan(self, prefix: str = "", limit: int = 100, cursor: str | None = None) -> Page:
+        """Live items whose key starts with ``prefix``, in key order (UTF-8 bytes).
+
+        Pass the returned ``cursor`` to get the next page; it is None on the last.
+        """
+        if not isinstance(prefix, str) or "\x00" in prefix:
+            raise InvalidRequest("prefix", "must be a string without NUL")
+        limit = check_limit(limit, self._store.config.limits.max_query_limit)
+        after = None if cursor is None else _decode_cursor(cursor, prefix)
+        rows = self._backend.scan(self.name, prefix, after, limit + 1, self._clock())
+        more = len(rows) > limit
+        items = [self._item(st) for st in rows[:limit]]
+        return Page(items, _encode_cursor(prefix, items[-1].key) if more else None)
+
+    def query(self, query: Any) -> Page:
+        """Dapr state-query JSON (filter/sort/page) over this namespace's values."""
+        limits = self._store.config.limits
+        parsed = parse_query(
+            query,
+            max_depth=limits.max_query_depth,
+            max_limit=limits.max_query_limit,
+            default_limit=limits.default_query_limit,
+        )
+        rows, token = self._backend.query(self.name, parsed, self._decode, self._clock())
+        return Page([self._item(st) for st in rows], token)
+
+    def count(self) -> int:
+        """How many live items the namespace holds."""
+        return self._backend.count(self.name, self._clock())
+
+    def watch(
+        self, from_seq: int | None = 0, *, prefix: str = "", timeout: float | None = None
+    ) -> Watch:
+        """Changes to this namespace after ``from_seq``, then new ones as they commit."""
+        return Watch(self._backend, from_seq, namespace=self.name, prefix=prefix, timeout=timeout)
+
+    # -- writes ----------------------------------------------------------------------
+
+    def put(
+        self,
+        key: str,
+        value: Any,
+        *,
+        ttl: float | None = None,
+        if_version: int | None = None,
+        if_absent: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Item:
+        """Store ``value`` at ``key``; acknowledged once durable (per the store's mode).
+
+        ``if_version`` makes it a compare-and-set, ``if_absent`` create-only; both raise
+        :class:`VersionConflict` and change nothing when the condition fails.
+        """
+        now = self._clock()
+        write = self._put_write(key, value, ttl, if_version, if_absent, now)
+        parts: list[Any] = []
+        if idempotency_key is not None:
+            parts = ["put", self.name, key, value, ttl, if_version, if_absent]
+        o = self._backend.write(self._unit([write], now, idempotency_key, parts))[0]
+        return Item(
+            key, value, o.version, _etag(o.seq), o.created_at, o.updated_at, o.expires_at, self.name
+        )
+
+    def put_many(
+        self,
+        items: Mapping[str, Any] | Iterable[tuple[str, Any]],
+        *,
+        ttl: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> list[Item]:
+        """Store several values atomically: all are written, or none."""
+        pairs = list(items.items() if isinstance(items, Mapping) else items)
+        if len(pairs) > self._max_batch:
+            raise InvalidRequest(
+                "items",
+                f"{len(pairs)} items; the limit is {self._max_batch}",
+                limit=self._max_batch,
+            )
+        now = self._clock()
+        writes = [self._put_write(k, v, ttl, None, False, now) for k, v in pairs]
+        if not writes:
+            return []
+        parts: list[Any] = []
+        if idempotency_key is not None:
+            parts = ["put_many", self.name, pairs, ttl]
+        outcomes = self._backend.write(self._unit(writes, now, idempotency_key, parts))
+        return [
+            Item(k, v, o.version, _etag(o.seq), o.created_at, o.updated_at, o.expires_at, self.name)
+            for (k, v), o in zip(pairs, outcomes, strict=True)
+        ]
+
+    def delete(
+        self, key: str, *, if_version: int | None = None, idempotency_key: str | None = None
+    ) -> bool:
+        """Remove ``key``; True if a live item was removed."""
+        check_key(key, self._max_key)
+        if if_version is not None:
+            check_version(if_version)
+        now = self._clock()
+        write = Write(self.name, key, OP_DELETE, None, None, if_version)
+        parts: list[Any] = []
+        if idempotency_key is not None:
+            parts = ["delete", self.name, key, if_version]
+        return self._backend.write(self._unit([write], now, idempotency_key, parts))[0].applied
+
+
+class TxNamespace:
+    """A namespace as seen inside a transaction: writes are buffered until commit.
+
+    Reads (``get``) see committed state, not the transaction's own buffered
+    writes; use ``if_version`` on the writes to make read-modify-write safe.
+    """
+
+    def __init__(self, tx: Transaction, ns: Namespace) -> None:
+        self._tx = tx
+        self._ns = ns
+        self.name = ns.name
+
+    def get(self, key: str) -> Item | None:
+        return self._ns.get(key)
+
+    def put(
+        self,
+        key: str,
+        value: Any,
+        *,
+        ttl: float | None = None,
+        if_version: int | None = None,
+        if_absent: bool = False,
+    ) -> None:
+        self._tx._add(
+            self._ns._put_write(key, value, ttl, if_version, if_absent, self._tx._now),
+            value,
+            ["put", self.name, key, value, ttl, if_version, if_absent],
+        )
+
+    def delete(self, key: str, *, if_version: int | None = None) -> None:
+        check_key(key, self._ns._max_key)
+        if if_version is not None:
+            check_version(if_version)
+        self._tx._add(
+            Write(self.name, key, OP_DELETE, None, None, if_version),
+            None,
+            ["delete", self.name, key, if_version],
+        )
+
+
+class Transaction:
+    """Writes to several namespaces, committed atomically when the block exits.
+
+    ``with store.transaction() as tx: tx.namespace("a").put(...)``.  If any
+    condition fails, :class:`VersionConflict` is raised and nothing is written.
+    ``result`` holds one entry per write after commit: an Item for a put, a
+    bool for a delete.
+    """
+
+    def __init__(self, store: Store, idempotency_key: str | None = None) -> None:
+        self._store = store
+        self._idem = idempotency_key
+        self._now = store._clock()
+        self._writes: list[Write] = []
+        self._values: list[Any] = []
+        self._parts: list[Any] = []
+        self._done = False
+        self.result: list[Item | bool] = []
+
+    def namespace(self, name: str) -> TxNamespace:
+        self._check_open()
+        return TxNamespace(self, self._store.namespace(name))
+
+    def _check_open(self) -> None:
+        if self._done:
+            raise InvalidRequest("transaction", "already committed or rolled back")
+
+    def _add(self, write: Write, value: Any, parts: list[Any]) -> None:
+        self._check_open()
+        limit = self._store.config.limits.max_batch
+        if len(self._writes) >= limit:
+            raise InvalidRequest(
+                "transaction", f"more than {limit} writes; the limit is {limit}", limit=limit
+            )
+        self._writes.append(write)
+        self._values.append(value)
+        if self._idem is not None:
+            self._parts.append(parts)
+
+    def commit(self) -> list[Item | bool]:
+        self._check_open()
+        self._done = True
+        if not self._writes:
+            return self.result
+        unit = self._store.namespace(self._writes[0].namespace)._unit(
+            self._writes, self._now, self._idem, ["tx", self._parts]
+        )
+        outcomes = self._store._backend.write(unit)
+        for w, v, o in zip(self._writes, self._values, outcomes, strict=True):
+            if w.op == OP_DELETE:
+                self.result.append(o.applied)
+            else:
+                self.result.append(
+                    Item(
+                        w.key,
+                        v,
+                        o.version,
+                        _etag(o.seq),
+                        o.created_at,
+                        o.updated_at,
+                        o.expires_at,
+                        w.namespace,
+                    )
+                )
+        return self.result
+
+    def rollback(self) -> None:
+        self._done = True
+        self._writes.clear()
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None and not self._done:
+            self.commit()
+        elif not self._done:
+            self.rollback()
+
+
+class Watch(Iterator[Change]):
+    """Past changes after ``from_seq``, then new ones as they commit.
+
+    Iteration ends when ``timeout`` seconds pass without a new change (``None``
+    waits forever) or when ``close()`` is called from another thread.
+    ``from_seq=None`` starts at the current end; ``from_seq=0`` at the oldest
+    change still retained.  ``last_seq`` is the position to resume from.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        from_seq: int | None,
+        *,
+        namespace: str | None = None,
+        prefix: str = "",
+        timeout: float | None = None,
+        batch: int = 500,
+    ) -> None:
+        if from_seq is None:
+            from_seq = backend.last_seq()
+        elif isinstance(from_seq, bool) or not isinstance(from_seq, int) or from_seq < 0:
+            raise InvalidRequest("from_seq", f"must be an integer >= 0, got {from_seq!r}")
+        elif from_seq > 0 and from_seq + 1 < backend.first_seq():
+            raise InvalidRequest(
+                "from_seq",
+                f"changes before seq {backend.first_seq()} were trimmed by changelog_retention; "
+                f"cannot resume from {from_seq}",
+            )
+        if timeout is not None and not timeout >= 0:
+            raise InvalidRequest("timeout", f"must be >= 0 seconds, got {timeout!r}")
+        self._backend = backend
+        self.last_seq = from_seq
+        self._namespace = namespace
+        self._prefix = prefix
+        self._timeout = timeout
+        self._batch = batch
+        self._buffer: deque[Change] = deque()
+        self._closed = threading.Event()
+
+    def __iter__(self) -> Watch:
+        return self
+
+    def __next__(self) -> Change:
+        while True:
+            if self._buffer:
+                change = self._buffer.popleft()
+                return change
+            if self._closed.is_set():
+                raise StopIteration
+            if self._fill():
+                continue
+            deadline = None if self._timeout is None else time.monotonic() + self._timeout
+            while not self._closed.is_set():
+                wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+                if wait <= 0:
+                    raise StopIteration
+                if self._backend.wait_for_change(self.last_seq, wait):
+                    break
+            if self._closed.is_set():
+                raise StopIteration
+
+    def poll(self) -> list[Change]:
+        """Every change available now, without waiting."""
+        while self._fill():
+            pass
+        out = list(self._buffer)
+        self._buffer.clear()
+        return out
+
+    def _fill(self) -> bool:
+        """Read the next batch of changes into the buffer; False at the end of the log."""
+        rows = self._backend.changes(self.last_seq, self._batch, self._namespace)
+        if not rows:
+            return False
+        self.last_seq = rows[-1].seq
+        prefix = self._prefix
+        self._buffer.extend(c for c in rows if not prefix or c.key.startswith(prefix))
+        return True
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+class Store:
+    """One handle on a clawstate store.  Build it with :func:`clawstate.open`.
+
+    Thread-safe: share one Store between threads; each thread gets its own
+    backend connection, and concurrent writes are group-committed.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        keyring: Keyring | None = None,
+    ) -> None:
+        self._backend = backend
+        self.config = config
+        self._clock: Clock = clock or time.time
+        self._keyring = keyring
+        self._keyring_lock = threading.Lock()
+        self._namespaces: dict[str, Namespace] = {}
+        self._closed = False
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
+        if config.sweep_interval > 0 and clock is None:
+            self._sweeper = threading.Thread(
+                target=self._sweep_loop, name="clawstate-sweep", daemon=True
+            )
+            self._sweeper.start()
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    def __repr__(self) -> str:
+        return f"<Store {self._backend.name}>"
+
+    # -- namespaces ------------------------------------------------------------------
+
+    def namespace(self, name: str, **options: Any) -> Namespace:
+        """The namespace ``name``, with its policy from the config (and ``options``)."""
+        if not options:
+            ns = self._namespaces.get(name)
+            if ns is not None:
+                return ns
+        check_namespace_name(name, self.config.limits.max_namespace_len)
+        policy = self.config.policy_for(name)
+        if options:
+            policy = validate_namespace_options(
+                name, options, policy, self.config.limits, error=_option_error
+            )
+        ns = Namespace(self, name, policy)
+        if not options:
+            self._namespaces[name] = ns
+        return ns
+
+    def namespaces(self) -> list[str]:
+        """Names of the namespaces that hold or held data."""
+        return self._backend.namespaces()
+
+    def transaction(self, *, idempotency_key: str | None = None) -> Transaction:
+        """A transaction across namespaces of this store (see :class:`Transaction`)."""
+        return Transaction(self, idempotency_key)
+
+    def watch(
+        self,
+        from_seq: int | None = 0,
+        *,
+        namespace: str | None = None,
+        prefix: str = "",
+        timeout: float | None = None,
+    ) -> Watch:
+        """Changes across the store (or one namespace) after ``from_seq``."""
+        if namespace is not None:
+            check_namespace_name(namespace, self.config.limits.max_namespace_len, system=True)
+        return Watch(self._backend, from_seq, namespace=namespace, prefix=prefix, timeout=timeout)
+
+    @property
+    def last_seq(self) -> int:
+        """The newest change-log sequence number."""
+        return self._backend.last_seq()
+
+    # -- keyring ---------------------------------------------------------------------
+
+    def _keyring_for(self, encrypt: bool) -> Keyring | None:
+        """The keyring, loaded lazily; created only when a namespace encrypts."""
+        with self._keyring_lock:
+            if self._keyring is None:
+                try:
+                    self._keyring = Keyring.from_source(self.config.keyring, create=encrypt)
+                except ClawStateError:
+                    if encrypt:
+                        raise
+                    return None
+            return self._keyring
+
+    def _reload_keyring(self) -> bool:
+        with self._keyring_lock:
+            try:
+                fresh = Keyring.from_source(self.config.keyring, create=False)
+            except ClawStateError:
+                return False
+            if self._keyring is not None and fresh.ids() == self._keyring.ids():
+                return False
+            self._keyring = fresh
+            self._namespaces.clear()
+            return True
+
+    def rotate_keys(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Make a new key-encryption key primary and re-wrap every encrypted value under it.
+
+        Only the small wrapped data key in each value's header changes; payloads
+        are not re-encrypted, and versions and the change log are untouched.
+        ``progress(done, total)`` is called as items are processed.
+        """
+        keyring = self._keyring_for(True)
+        assert keyring is not None
+        kid = keyring.rotate()
+        self._namespaces.clear()
+        total = sum(self._backend.count(ns, 0.0) for ns in self._backend.namespaces())
+        done = rewrapped = 0
+        for name in self._backend.namespaces():
+            codec = self.namespace(name)._codec
+            pending: list[Write] = []
+            for st in self._backend.iter_items(name):
+                data = codec.rewrap(name, st.key, st.value)
+                if data is not None:
+                    pending.append(
+                        Write(name, st.key, OP_REWRAP, data, if_version=st.version, seq=st.seq)
+                    )
+                done += 1
+                if len(pending) >= 256:
+                    rewrapped += self._rewrap(pending)
+                    pending = []
+                if progress is not None and done % 256 == 0:
+                    progress(done, total)
+            if pending:
+                rewrapped += self._rewrap(pending)
+        if progress is not None:
+            progress(done, max(total, done))
+        return {"primary": kid, "items": done, "rewrapped": rewrapped}
+
+    def _rewrap(self, writes: list[Write]) -> int:
+        outcomes = self._backend.write(WriteUnit(writes, self._clock()))
+        return sum(1 for o in outcomes if o.applied)
+
+    # -- maintenance -----------------------------------------------------------------
+
+    def sweep(self) -> dict[str, int]:
+        """Purge expired items, forgotten idempotency keys and old change-log rows."""
+        now = self._clock()
+        result = self._backend.sweep(now, now - self.config.changelog_retention)
+        return msgspec.structs.asdict(result)
+
+    def _sweep_loop(self) -> None:
+        while not self._stop.wait(self.config.sweep_interval):
+            try:
+                self.sweep()
+            except ClawStateError:
+                pass  # the next round retries; the sweep is housekeeping only
+
+    def stats(self) -> dict[str, Any]:
+        """Backend statistics plus each namespace's policy."""
+        stats = self._backend.stats()
+        for name, entry in stats.get("namespaces", {}).items():
+            policy = self.config.policy_for(name)
+            entry["policy"] = {
+                "serializer": policy.serializer,
+                "compress_above": policy.compress_above,
+                "encrypt": policy.encrypt,
+                "default_ttl": policy.default_ttl,
+            }
+        return stats
+
+    def check(self, *, deep: bool = False) -> CheckReport:
+        """Verify the store's integrity: the backend's own check, then every stored
+        value's header (and with ``deep``, a full decode: decryption, decompression)."""
+        problems, checked = self._backend.check()
+        values = 0
+        for name in self._backend.namespaces():
+            codec = self.namespace(name)._codec
+            for st in self._backend.iter_items(name):
+                values += 1
+                try:
+                    if deep:
+                        codec.decode(name, st.key, st.value)
+                    else:
+                        codec.describe(st.value)
+                except ClawStateError as exc:
+                    problems.append(f"{name}/{st.key}: {exc}")
+        checked["values"] = values
+        return CheckReport(problems, checked)
+
+    def close(self) -> None:
+        """Stop background work and release connections.  Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._sweeper is not None and self._sweeper is not threading.current_thread():
+            self._sweeper.join(timeout=5)
+        self._backend.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _option_error(field: str, message: str) -> InvalidRequest:
+    return InvalidRequest(field, message)
