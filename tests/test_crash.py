@@ -1,7 +1,7 @@
 """Crash test: SIGKILL a writing process at random moments, then prove nothing acknowledged
 was lost, no transaction is partly visible, and `clawstate check` passes.
 
-Runs >= 50 kill cycles (CLAWSTATE_CRASH_CYCLES overrides) against one database
+Runs >= 50 kill cycles (CLAWSTATE_TEST_CRASH_CYCLES overrides) against one database
 file in the default `process` durability mode.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import clawstate
 
-CYCLES = int(os.environ.get("CLAWSTATE_CRASH_CYCLES", "50"))
+CYCLES = int(os.environ.get("CLAWSTATE_TEST_CRASH_CYCLES", "50"))
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -38,7 +38,7 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
     logs = tmp_path / "logs"
     logs.mkdir()
-    rng = random.Random(int(os.environ.get("CLAWSTATE_CRASH_SEED", "7")))
+    rng = random.Random(int(os.environ.get("CLAWSTATE_TEST_CRASH_SEED", "7")))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     acked_puts: dict[str, int] = {}
     max_cas = 0

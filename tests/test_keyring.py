@@ -150,7 +150,7 @@ GOOD = _b64(b"\x01" * 32)
         ({"primary": "k1", "keys": {"k1": _b64(b"\x02" * 64)}}, "64 bytes after base64"),
         ({"primary": "k9", "keys": {"k1": GOOD}}, "primary 'k9'"),
         ({"primary": "k1", "keys": {}}, "no keys"),
-        ({"primary": "a b", "keys": {"a b": GOOD}}, "key id 'a b' is invalid"),
+        ({"primary": "a b", "keys": {"a b": GOOD}}, "key id 'a b' in"),
     ],
 )
 def test_bad_keyring_files(tmp_path: Path, content: object, fragment: str) -> None:
@@ -191,7 +191,9 @@ def test_bad_sources(source: str) -> None:
 
 def test_env_source(monkeypatch: pytest.MonkeyPatch) -> None:
     key = os.urandom(32)
-    monkeypatch.setenv("CLAWSTATE_TEST_KEYRING", json.dumps({"primary": "e1", "keys": {"e1": _b64(key)}}))
+    monkeypatch.setenv(
+        "CLAWSTATE_TEST_KEYRING", json.dumps({"primary": "e1", "keys": {"e1": _b64(key)}})
+    )
     ring = Keyring.from_source("env:CLAWSTATE_TEST_KEYRING")
     assert ring.primary() == ("e1", key)
     assert ring.source == "env:CLAWSTATE_TEST_KEYRING"
@@ -214,7 +216,9 @@ def test_env_source_bad_document(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_env_source_cannot_rotate(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLAWSTATE_TEST_KEYRING", json.dumps({"primary": "e1", "keys": {"e1": GOOD}}))
+    monkeypatch.setenv(
+        "CLAWSTATE_TEST_KEYRING", json.dumps({"primary": "e1", "keys": {"e1": GOOD}})
+    )
     ring = Keyring.from_source("env:CLAWSTATE_TEST_KEYRING")
     with pytest.raises(ConfigError) as info:
         ring.rotate()

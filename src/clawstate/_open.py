@@ -48,7 +48,7 @@ def open(
     config: str | os.PathLike[str] | None = None,
     token: str | None = None,
     clock: Clock | None = None,
-    keyring: Keyring | None = None,
+    keyring: Keyring | str | None = None,
     **options: Any,
 ) -> Store:
     """Open a store.
@@ -57,9 +57,12 @@ def open(
     ``open("sqlite:///path/state.db")``, ``open("memory://")``; ``open(config="clawstate.toml")``
     reads the file (``CLAWSTATE_*`` variables override it, keyword options override both:
     ``durability="power"``, ``idempotency_window=3600``, ``limits={...}``, ``namespaces={...}``).
+    ``keyring`` is a source string (``"file:keys.json"``, ``"env:VAR"``) or a loaded Keyring.
     """
     if url is not None:
         options["url"] = url
+    if isinstance(keyring, str):  # a keyring source ("file:..." / "env:..."), like the config's
+        options["keyring"], keyring = keyring, None
     cfg = load_config(config, **options)
     if token is not None and parse_url(cfg.url).scheme not in ("http", "https"):
         raise ConfigError("token", "a token is only used with http(s):// stores")
@@ -72,7 +75,7 @@ def open_async(
     config: str | os.PathLike[str] | None = None,
     token: str | None = None,
     clock: Clock | None = None,
-    keyring: Keyring | None = None,
+    keyring: Keyring | str | None = None,
     max_workers: int = 32,
     **options: Any,
 ) -> AsyncStore:

@@ -137,7 +137,9 @@ def get(
 ) -> None:
     """Print one item as JSON (exit status 1 if it does not exist).
 
-    Example:  clawstate get carts u42
+    \b
+    Example:
+      clawstate get carts u42
     """
     with _store() as store:
         item = store.namespace(namespace).get(key)
@@ -166,7 +168,9 @@ def put(
 ) -> None:
     """Store a JSON value and print the new item's metadata.
 
-    Example:  clawstate put carts u42 '{"items": [{"sku": "a1", "qty": 2}]}' --ttl 1800
+    \b
+    Example:
+      clawstate put carts u42 '{"status": "open", "total": 19.5, "items": [{"sku": "a1"}]}' --ttl 1800
     """
     parsed = _parse_value(value, raw)
     with _store() as store:
@@ -193,7 +197,9 @@ def delete(
 ) -> None:
     """Delete a key; prints true if it existed.
 
-    Example:  clawstate delete carts u42 --if-version 3
+    \b
+    Example:
+      clawstate delete carts u42 --if-version 1
     """
     with _store() as store:
         _print_json(store.namespace(namespace).delete(key, if_version=if_version))
@@ -209,7 +215,9 @@ def scan(
 ) -> None:
     """List items in key order, one page: JSON with items and the next cursor.
 
-    Example:  clawstate scan carts --prefix u4 --limit 10
+    \b
+    Example:
+      clawstate scan carts --prefix u4 --limit 10
     """
     with _store() as store:
         page = store.namespace(namespace).scan(prefix=prefix, limit=limit, cursor=cursor)
@@ -224,7 +232,9 @@ def query(
 ) -> None:
     """Run a Dapr state query (filter / sort / page) and print the page as JSON.
 
-    Example:  clawstate query carts '{"filter": {"EQ": {"status": "open"}}, "sort": [{"key": "total", "order": "DESC"}], "page": {"limit": 10}}'
+    \b
+    Example:
+      clawstate query carts '{"filter": {"EQ": {"status": "open"}}, "sort": [{"key": "total", "order": "DESC"}], "page": {"limit": 10}}'
     """  # noqa: E501
     text = sys.stdin.read() if query_json == "-" else query_json
     with _store() as store:
@@ -246,7 +256,9 @@ def watch(
 ) -> None:
     """Print changes as JSON lines: past ones after --from-seq, then live ones.
 
-    Example:  clawstate watch carts --from-seq 0 --timeout 5
+    \b
+    Example:
+      clawstate watch carts --from-seq 0 --timeout 1
     """
     with _store() as store:
         seen = 0
@@ -280,7 +292,9 @@ def stats(
 ) -> None:
     """Show the store: backend, namespaces with item counts and bytes, change log.
 
-    Example:  clawstate stats --json
+    \b
+    Example:
+      clawstate stats --json
     """
     with _store() as store:
         data = store.stats()
@@ -319,7 +333,9 @@ def check(
 ) -> None:
     """Verify the store's integrity; exit status 1 if a problem is found.
 
-    Example:  clawstate check --deep
+    \b
+    Example:
+      clawstate check --deep
     """
     with _store() as store:
         report = store.check(deep=deep)
@@ -332,7 +348,9 @@ def check(
 def keys_rotate() -> None:
     """Make a new key-encryption key primary and re-wrap every encrypted value under it.
 
-    Example:  clawstate keys rotate
+    \b
+    Example:
+      clawstate keys rotate
     """
     with _store() as store:
         with Progress(
@@ -351,7 +369,9 @@ def keys_rotate() -> None:
 def demo() -> None:
     """A short tour on the embedded store: write, query, watch, then stats.
 
-    Example:  clawstate demo
+    \b
+    Example:
+      clawstate demo
     """
     with _store() as store:
         start = store.last_seq

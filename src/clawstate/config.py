@@ -58,6 +58,7 @@ __all__ = [
     "MAX_NAMESPACE_LEN",
     "MAX_TTL_SECONDS",
     "NAMESPACE_NAME_RE",
+    "NON_CONFIG_ENV_PREFIXES",
     "NON_CONFIG_ENV_VARS",
     "URL_SCHEMES",
     "Config",
@@ -96,6 +97,9 @@ DEFAULT_KEYRING: Final = "file:.clawstate/keyring.json"
 #: refuse them as typos.  A module that reads a variable of its own adds it here at
 #: import time: ``NON_CONFIG_ENV_VARS.add("CLAWSTATE_MY_FLAG")``.
 NON_CONFIG_ENV_VARS: set[str] = {"CLAWSTATE_REQUIRE_SERVICES", "CLAWSTATE_TOKEN"}
+#: Prefixes of variables that belong to clawstate's own test and benchmark
+#: harnesses, never to the configuration.
+NON_CONFIG_ENV_PREFIXES: tuple[str, ...] = ("CLAWSTATE_TEST_", "CLAWSTATE_BENCH_")
 
 #: URL schemes :func:`parse_url` accepts (``postgres`` is read as ``postgresql``).
 URL_SCHEMES: Final = (
@@ -1014,6 +1018,8 @@ def _ingest_namespaces(
 def _check_env_names(env: Mapping[str, str]) -> None:
     known = set(ENV_VARS) | NON_CONFIG_ENV_VARS
     for name in sorted(env):
+        if name.startswith(NON_CONFIG_ENV_PREFIXES):
+            continue
         if name.startswith(_ENV_PREFIX) and name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=1)
             raise ConfigError(

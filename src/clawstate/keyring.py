@@ -14,8 +14,10 @@ A keyring is one small JSON document::
     {"primary": "k1", "keys": {"k1": "<base64 of 32 random bytes>", ...}}
 
 It comes from a file (``file:<path>`` or a bare path; created on first use
-with mode 0600, written atomically) or from an environment variable
-(``env:VARNAME``, read-only: rotation needs a writable source).
+with mode 0600, written atomically, and created or rotated under an advisory
+lock on ``<path>.lock`` so concurrent processes never lose each other's keys)
+or from an environment variable (``env:VARNAME``, read-only: rotation needs a
+writable source).
 
 The document is validated strictly and every problem is a
 :class:`~clawstate.errors.ConfigError`, because a keyring that half-loads is
@@ -73,14 +75,14 @@ class _Document(msgspec.Struct, forbid_unknown_fields=True):
 _DOC_DECODER = msgspec.json.Decoder(_Document)
 
 
-def _check_kid(kid: object) -> str:
+def _check_kid(kid: object, where: str = "") -> str:
     if not isinstance(kid, str) or _KID_RE.fullmatch(kid) is None:
         shown = repr(kid)
         if len(shown) > 80:
             shown = shown[:77] + "..."
         raise ConfigError(
             "keyring",
-            f"key id {shown} is invalid: use 1-64 characters from A-Z a-z 0-9 . _ : -, "
+            f"key id {shown}{where} is invalid: use 1-64 characters from A-Z a-z 0-9 . _ : -, "
             "starting with a letter or digit",
         )
     return kid
@@ -158,7 +160,7 @@ class Keyring:
             raise ConfigError("keyring", f"keyring{where} is not valid JSON: {exc}") from None
         keys: dict[str, bytes] = {}
         for kid, text in doc.keys.items():
-            _check_kid(kid)
+            _check_kid(kid, where)
             try:
                 keys[kid] = base64.b64decode(text, validate=True)
             except (binascii.Error, ValueError):
