@@ -8,8 +8,9 @@ Timing discipline (the machine is shared): each system's trial does its own
 setup and warm-up untimed, then times only its loop with
 :func:`time.perf_counter`; :func:`interleave` runs every system once per round,
 rotating the order each round, and a measurement's headline figure is the
-*median* over rounds.  Ratios are clawstate ÷ peer throughput, both from the
-same run.
+*best* round (``--stat median`` for the median): on a shared machine other
+jobs only ever add time, so the best round is the least disturbed one.
+Ratios are clawstate ÷ peer throughput, both from the same run.
 """
 
 from __future__ import annotations
@@ -45,13 +46,16 @@ __all__ = [
     "Settings",
     "Table",
     "comparison_table",
+    "dir_bytes",
     "environment",
     "fmt_bytes",
     "fmt_int",
+    "fmt_ratio",
     "fresh_dir",
     "interleave",
     "merge_generated",
     "peak_rss_bytes",
+    "peak_rss_hwm_bytes",
     "run_child",
     "time_loop",
 ]
@@ -69,8 +73,9 @@ class Settings:
     """What every case gets: quick mode, rounds, and where temp dirs go."""
 
     quick: bool = False
-    rounds: int = 3
+    rounds: int = 5
     tmpdir: str | None = None
+    stat: str = "best"
 
     def n(self, full: int, quick: int) -> int:
         """A size: ``full`` normally, ``quick`` under ``--quick``."""
@@ -79,12 +84,18 @@ class Settings:
 
 @dataclass(frozen=True)
 class Case:
-    """One benchmark case: ``--only`` matches ``name`` or ``area.name``."""
+    """One benchmark case: ``--only`` matches ``name`` or ``area.name``.
+
+    ``run_first`` cases run before the others (their report keeps its place):
+    memory cases spawn children, and Linux hands a child its parent's peak
+    ``ru_maxrss``, so they go while the runner is still small.
+    """
 
     area: str
     name: str
     title: str
     run: Callable[[Settings], list[Table]]
+    run_first: bool = False
 
     @property
     def id(self) -> str:
@@ -109,10 +120,11 @@ class Sample:
 
 @dataclass
 class Measurement:
-    """Every round of one system; the headline is the median round."""
+    """Every round of one system; the headline ``rate`` is the best or the median round."""
 
     system: str
     samples: list[Sample] = field(default_factory=list)
+    stat: str = "best"
 
     @property
     def rates(self) -> list[float]:
@@ -120,6 +132,14 @@ class Measurement:
 
     @property
     def rate(self) -> float:
+        return self.best if self.stat == "best" else self.median
+
+    @property
+    def best(self) -> float:
+        return max(self.rates)
+
+    @property
+    def median(self) -> float:
         return statistics.median(self.rates)
 
     @property
@@ -143,10 +163,10 @@ def time_loop(ops: int, loop: Callable[[], object], **extra: float) -> Sample:
 Trial = Callable[[], Sample]
 
 
-def interleave(trials: Sequence[tuple[str, Trial]], rounds: int) -> dict[str, Measurement]:
+def interleave(trials: Sequence[tuple[str, Trial]], settings: Settings) -> dict[str, Measurement]:
     """Run every trial once per round, rotating the order, so drift hits all alike."""
-    out = {name: Measurement(name) for name, _ in trials}
-    for r in range(rounds):
+    out = {name: Measurement(name, stat=settings.stat) for name, _ in trials}
+    for r in range(settings.rounds):
         shift = r % len(trials)
         for name, trial in [*trials[shift:], *trials[:shift]]:
             out[name].samples.append(trial())
@@ -170,6 +190,23 @@ def peak_rss_bytes() -> int:
     """This process's peak resident set size (``ru_maxrss`` is KiB on Linux)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+
+
+def peak_rss_hwm_bytes() -> int:
+    """This process's own peak RSS (Linux ``VmHWM``; 0 elsewhere).
+
+    Unlike ``ru_maxrss``, which Linux carries over from the parent across
+    fork+exec (a child of a big parent reports the parent's peak), ``VmHWM``
+    belongs to the current address space only.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def current_rss_bytes() -> int:
@@ -323,11 +360,13 @@ def comparison_table(
     notes: Sequence[str] = (),
 ) -> Table:
     """Subject first, then each peer with clawstate ÷ peer and its target."""
+    stat = subject.stat
+    other = "median" if stat == "best" else "best"
     headers = [
         "system",
-        f"{unit}s/s (median)",
+        f"{unit}s/s ({stat})",
         f"µs/{unit}",
-        "range over rounds (/s)",
+        f"{other} · worst (/s)",
         "clawstate ÷ this",
         "target",
         "met",
@@ -335,7 +374,8 @@ def comparison_table(
     ]
 
     def spread(m: Measurement) -> str:
-        return f"{fmt_int(min(m.rates))}–{fmt_int(max(m.rates))}"
+        alt = m.median if stat == "best" else m.best
+        return f"{fmt_int(alt)} · {fmt_int(min(m.rates))}"
 
     rows = [
         [

@@ -844,6 +844,9 @@ def test_garbage_tokens_are_rejected() -> None:
         _b64([1, fp, [[0, 5]], "k1"]),  # null with a value
         _b64([1, fp, [[2, True]], "k1"]),
         _b64([1, fp, [[2]], "k1"]),
+        _b64([1, fp, [[2, {"int": "0x1f"}]], "k1"]),  # big-int form: bare lowercase hex only
+        _b64([1, fp, [[2, {"int": "ff", "x": 1}]], "k1"]),
+        _b64([1, fp, [[1, {"int": "ff"}]], "k1"]),  # only numbers use it
         _b64([1, fp, [[2, 1]], 7]),  # key not a string
         _b64(b'[1, "' + fp.encode() + b'", [[2, NaN]], "k1"]'),
         _b64(b"[" * 50_000 + b"]" * 50_000),
@@ -862,6 +865,10 @@ def test_tokens_survive_awkward_sort_values() -> None:
     values: list[Any] = [
         2**80,
         -(2**80),
+        2**63,
+        -(2**63) - 1,
+        10**5000,  # past the 4300-digit str() limit
+        -(10**5000),
         0.1,
         -0.0,
         1e308,
@@ -879,6 +886,34 @@ def test_tokens_survive_awkward_sort_values() -> None:
         keys, pages = all_pages(doc, [(k, v) for k, v, _ in rows])
         assert keys == ref_sorted([(k, v) for k, v, _ in rows], doc["sort"])  # type: ignore[arg-type]
         assert pages == len(rows)
+
+
+def test_huge_client_values_keep_errors_short_and_tokens_working() -> None:
+    huge = 10**5000
+    err = expect_invalid({"page": {"limit": huge}}, "query.page.limit", limit=10_000)
+    assert len(str(err)) < 200
+    err = expect_invalid({"page": {"limit": -huge}}, "query.page.limit")
+    assert len(str(err)) < 200
+    expect_invalid({"page": {"token": huge}}, "query.page.token")
+    expect_invalid({"sort": [{"key": "a", "order": [huge] * 1000}]}, "query.sort[0].order")
+    with pytest.raises(InvalidRequest) as info:
+        parse_query({"x" * 100_000: 1})
+    assert info.value.field.startswith("query.'xxx") and len(info.value.field) < 80
+    with pytest.raises(InvalidRequest) as info:
+        parse_query({"filter": {"Z" * 100_000: 1}})
+    assert info.value.field.startswith("query.filter.'ZZZ") and len(str(info.value)) < 300
+    err = expect_invalid({"filter": {"EQ": {"a" * 100_000 + "..b": 1}}}, "query.filter.EQ")
+    assert len(str(err)) < 300
+
+    q = parse_query({"filter": {"GT": {"a": huge - 1}}, "sort": [{"key": "a"}]})
+    assert matches(q.filter, {"a": huge}) and not matches(q.filter, {"a": 1e308})
+    assert q.fingerprint != parse_query({"filter": {"GT": {"a": huge}}}).fingerprint
+    rows = [(f"k{i}", {"a": huge + 2 - i}, i) for i in range(3)]
+    doc: dict[str, Any] = {"filter": {"GT": {"a": huge - 1}}, "sort": [{"key": "a"}]}
+    page, token = run_query(parse_query({**doc, "page": {"limit": 2}}), rows)
+    assert page == [2, 1] and token is not None
+    page, token = run_query(parse_query({**doc, "page": {"limit": 2, "token": token}}), rows)
+    assert page == [0] and token is None
 
 
 def test_payloads_are_returned_untouched() -> None:

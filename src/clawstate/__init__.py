@@ -11,8 +11,9 @@ See README.md and docs/ for the full tour; DESIGN.md fixes these public names.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._open import open, open_async
-from .aio import AsyncNamespace, AsyncStore, AsyncTransaction, AsyncWatch
 from .errors import (
     BackendUnavailable,
     ClawStateError,
@@ -27,7 +28,23 @@ from .errors import (
 from .store import Namespace, Store, Transaction, TxNamespace, Watch
 from .types import Change, CheckReport, Item, Page
 
+if TYPE_CHECKING:
+    from .aio import AsyncNamespace, AsyncStore, AsyncTransaction, AsyncWatch
+
 __version__ = "0.1.0"
+
+_ASYNC_NAMES = frozenset({"AsyncNamespace", "AsyncStore", "AsyncTransaction", "AsyncWatch"})
+
+
+def __getattr__(name: str) -> Any:
+    # The async twin (and asyncio with it) loads on first use: sync-only
+    # processes — workers, the CLI — do not pay for it.
+    if name in _ASYNC_NAMES:
+        from . import aio
+
+        return getattr(aio, name)
+    raise AttributeError(f"module 'clawstate' has no attribute {name!r}")
+
 
 __all__ = [
     "AsyncNamespace",

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .aio import AsyncStore
 from .backends.base import Backend
 from .config import Config, load_config, parse_url
 from .errors import ConfigError
 from .keyring import Keyring
 from .store import Clock, Store
+
+if TYPE_CHECKING:
+    from .aio import AsyncStore
 
 __all__ = ["make_backend", "open", "open_async"]
 
@@ -80,5 +82,7 @@ def open_async(
     **options: Any,
 ) -> AsyncStore:
     """Like :func:`open`, but every method is awaitable (see :class:`AsyncStore`)."""
+    from .aio import AsyncStore
+
     store = open(url, config=config, token=token, clock=clock, keyring=keyring, **options)
     return AsyncStore(store, max_workers=max_workers)

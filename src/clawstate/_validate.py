@@ -6,9 +6,10 @@ runs before anything is written, so a refused request changes nothing.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from .config import MAX_KEY_BYTES, MAX_NAMESPACE_LEN, MAX_TTL_SECONDS, Limits
+from .config import check_namespace_name as _config_check
 from .errors import InvalidRequest
 
 __all__ = [
@@ -20,11 +21,6 @@ __all__ = [
     "check_ttl",
     "check_version",
 ]
-
-MAX_KEY_BYTES = 1024
-MAX_TTL_SECONDS = 10 * 365 * 86400
-_NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]*\Z")
-_SYSTEM_NAMESPACE_RE = re.compile(r"_[A-Za-z0-9_.:\-]+\Z")
 
 
 def check_key(key: Any, max_bytes: int = MAX_KEY_BYTES, field: str = "key") -> None:
@@ -49,24 +45,16 @@ def check_key(key: Any, max_bytes: int = MAX_KEY_BYTES, field: str = "key") -> N
         )
 
 
-def check_namespace_name(name: Any, max_len: int = 128, *, system: bool = False) -> None:
-    """Namespace names: ``[A-Za-z0-9][A-Za-z0-9_.:-]*``, at most ``max_len`` characters.
-
-    Names starting with ``_`` are reserved for clawstate's own namespaces.
-    """
+def check_namespace_name(
+    name: Any, max_len: int = MAX_NAMESPACE_LEN, *, system: bool = False
+) -> None:
+    """Namespace names follow the config's rule (:func:`clawstate.config.check_namespace_name`);
+    ``system=True`` also admits the ``_``-prefixed names reserved for clawstate's own use."""
+    if system and isinstance(name, str) and name.startswith("_"):
+        name = name[1:]
     if type(name) is not str:
         raise InvalidRequest("namespace", f"must be a string, got {type(name).__name__}")
-    if not name or len(name) > max_len:
-        raise InvalidRequest(
-            "namespace", f"must be 1 to {max_len} characters, got {len(name)}", limit=max_len
-        )
-    pattern = _SYSTEM_NAMESPACE_RE if system and name.startswith("_") else _NAMESPACE_RE
-    if not pattern.match(name):
-        raise InvalidRequest(
-            "namespace",
-            f"{name!r} must start with a letter or digit and use only letters, digits and _.:-"
-            + ("" if system else " (names starting with '_' are reserved)"),
-        )
+    _config_check(name, Limits(max_namespace_len=max_len), error=InvalidRequest)
 
 
 def check_ttl(ttl: Any, max_seconds: float = MAX_TTL_SECONDS, field: str = "ttl") -> float:

@@ -59,15 +59,31 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from typing import Any, Final, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Final, Literal, TypedDict
 
 import msgspec
 import zstandard
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from clawstate.errors import ConfigError, IntegrityError, InvalidRequest
 from clawstate.keyring import Keyring
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+def _aesgcm(key: bytes) -> AESGCM:
+    """AES-256-GCM for ``key``; ``cryptography`` is imported on first use, so stores
+    that never encrypt do not pay its import time and memory."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
+
+
+def _invalid_tag() -> type[Exception]:
+    from cryptography.exceptions import InvalidTag
+
+    return InvalidTag
+
 
 __all__ = [
     "HEADER_VERSION",
@@ -513,7 +529,7 @@ class Codec:
         cached = self._kek_cache.get(kid)
         if cached is not None and cached[0] is kek:
             return cached[1]
-        aead = AESGCM(kek)
+        aead = _aesgcm(kek)
         self._kek_cache[kid] = (kek, aead)
         return aead
 
@@ -532,7 +548,7 @@ class Codec:
         dek = rnd[:_DEK_BYTES]
         nonce = rnd[_DEK_BYTES + _NONCE_BYTES :]
         kid_raw, wrapped = self._wrap(dek, rnd[_DEK_BYTES : _DEK_BYTES + _NONCE_BYTES])
-        body = AESGCM(dek).encrypt(nonce, payload, aad)
+        body = _aesgcm(dek).encrypt(nonce, payload, aad)
         return b"".join(
             (head, bytes((len(kid_raw),)), kid_raw, bytes((len(wrapped),)), wrapped, nonce, body)
         )
@@ -569,8 +585,8 @@ class Codec:
         body = data[nonce_at + _NONCE_BYTES :]
         aad = _PREFIX[hdr.flags] + _aad_tail(namespace, key)
         try:
-            return AESGCM(dek).decrypt(nonce, body, aad)
-        except InvalidTag:
+            return _aesgcm(dek).decrypt(nonce, body, aad)
+        except _invalid_tag():
             raise IntegrityError(
                 f"stored value {namespace}/{key} failed authentication: it was tampered "
                 "with, corrupted, or belongs to another namespace/key"
@@ -583,7 +599,7 @@ class Codec:
             dek = aead.decrypt(
                 wrapped[:_NONCE_BYTES], wrapped[_NONCE_BYTES:], _DEK_AAD + hdr.kid_raw
             )
-        except InvalidTag:
+        except _invalid_tag():
             raise IntegrityError(
                 f"stored value {namespace}/{key}: its data key failed authentication under "
                 f"key id {hdr.kid!r} (tampered, or the key for that id was replaced)"

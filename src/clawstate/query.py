@@ -118,6 +118,7 @@ import heapq
 import json
 import math
 import operator
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, Literal, TypeAlias, TypeVar, cast
 
@@ -246,7 +247,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise _JSONReject(f"duplicate key {key!r} in a JSON object")
+            raise _JSONReject(f"duplicate key {_show(key)} in a JSON object")
         out[key] = value
     return out
 
@@ -265,12 +266,30 @@ def _load_json(doc: str | bytes | bytearray | memoryview) -> Any:
         raise InvalidRequest("query", f"not valid JSON: {exc}") from None
 
 
+def _show(value: Any, width: int = 60) -> str:
+    """A short repr of client input for error messages (never raises, never huge)."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # ints past the str() digit limit, deep nesting
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _name(key: Any) -> str:
+    """A client-supplied object key as a segment of an error's ``field``."""
+    if isinstance(key, str) and len(key) <= 60:
+        return key
+    return _show(key)
+
+
 def _describe(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    if isinstance(value, int | float):
+    if isinstance(value, int):
+        return "a number"
+    if isinstance(value, float):
         return "a number" if math.isfinite(value) else f"{value!r} (not finite)"
     if isinstance(value, str):
         return "a string"
@@ -305,11 +324,11 @@ def _parse_path(raw: Any, field: str) -> tuple[str, ...]:
     if len(segments) > MAX_PATH_SEGMENTS:
         raise InvalidRequest(
             field,
-            f"path {raw!r} has {len(segments)} segments, more than {MAX_PATH_SEGMENTS}",
+            f"path {_show(raw)} has {len(segments)} segments, more than {MAX_PATH_SEGMENTS}",
             limit=MAX_PATH_SEGMENTS,
         )
     if "" in segments:
-        raise InvalidRequest(field, f"path {raw!r} has an empty segment")
+        raise InvalidRequest(field, f"path {_show(raw)} has an empty segment")
     return segments
 
 
@@ -332,8 +351,8 @@ class _Parser:
         ((op, arg),) = node.items()
         if op not in _OPERATORS:
             raise InvalidRequest(
-                f"{field}.{op}",
-                f"unknown operator {op!r}; expected one of {', '.join(_OPERATORS)}",
+                f"{field}.{_name(op)}",
+                f"unknown operator {_show(op)}; expected one of {', '.join(_OPERATORS)}",
             )
         self.clauses += 1
         if self.clauses > self.max_clauses:
@@ -375,7 +394,7 @@ class _Parser:
             if scalar is None:
                 raise InvalidRequest(
                     here,
-                    f"EQ value for {raw_path!r} must be a JSON scalar "
+                    f"EQ value for {_show(raw_path)} must be a JSON scalar "
                     f"(null, boolean, number, string), got {_describe(operand)}",
                 )
             return Eq(path, scalar)
@@ -383,14 +402,15 @@ class _Parser:
         if op == "IN":
             if not isinstance(operand, list):
                 raise InvalidRequest(
-                    here, f"IN value for {raw_path!r} must be a list, got {_describe(operand)}"
+                    here, f"IN value for {_show(raw_path)} must be a list, got {_describe(operand)}"
                 )
             if not operand:
-                raise InvalidRequest(here, f"IN list for {raw_path!r} is empty")
+                raise InvalidRequest(here, f"IN list for {_show(raw_path)} is empty")
             if len(operand) > self.max_in:
                 raise InvalidRequest(
                     here,
-                    f"IN list for {raw_path!r} has {len(operand)} values, more than {self.max_in}",
+                    f"IN list for {_show(raw_path)} has {len(operand)} values, "
+                    f"more than {self.max_in}",
                     limit=self.max_in,
                 )
             operands: list[Scalar] = []
@@ -399,7 +419,7 @@ class _Parser:
                 if scalar is None:
                     raise InvalidRequest(
                         here,
-                        f"IN value [{i}] for {raw_path!r} must be a JSON scalar "
+                        f"IN value [{i}] for {_show(raw_path)} must be a JSON scalar "
                         f"(null, boolean, number, string), got {_describe(item)}",
                     )
                 operands.append(scalar)
@@ -409,7 +429,7 @@ class _Parser:
         if scalar is None or scalar.kind not in ("number", "string"):
             raise InvalidRequest(
                 here,
-                f"{op} value for {raw_path!r} must be a number or a string, "
+                f"{op} value for {_show(raw_path)} must be a number or a string, "
                 f"got {_describe(operand)}",
             )
         return Compare(cast(CompareOp, op), path, scalar)
@@ -437,7 +457,7 @@ def _parse_sort(raw: Any, max_sort_keys: int) -> list[SortKey]:
         for name in entry:
             if name not in ("key", "order"):
                 raise InvalidRequest(
-                    f"{here}.{name}", f"unknown field {name!r}; expected key or order"
+                    f"{here}.{_name(name)}", f"unknown field {_show(name)}; expected key or order"
                 )
         if "key" not in entry:
             raise InvalidRequest(f"{here}.key", "sort entry has no key")
@@ -445,14 +465,16 @@ def _parse_sort(raw: Any, max_sort_keys: int) -> list[SortKey]:
         if path in seen:
             raise InvalidRequest(
                 f"{here}.key",
-                f"duplicate sort key {entry['key']!r} (already at query.sort[{seen[path]}])",
+                f"duplicate sort key {_show(entry['key'])} (already at query.sort[{seen[path]}])",
             )
         seen[path] = i
         order = entry.get("order", "ASC")
         if order is None:
             order = "ASC"
         if not isinstance(order, str) or order not in ("ASC", "DESC"):
-            raise InvalidRequest(f"{here}.order", f"order must be 'ASC' or 'DESC', got {order!r}")
+            raise InvalidRequest(
+                f"{here}.order", f"order must be 'ASC' or 'DESC', got {_show(order)}"
+            )
         keys.append(SortKey(path, order == "DESC"))
     return keys
 
@@ -471,7 +493,10 @@ def parse_query(
 
     Raises InvalidRequest naming the JSON path of the culprit in ``field`` and,
     when a bound was broken, the bound in ``limit``.  ``default_limit`` is used
-    when the page has no limit (capped at ``max_limit``).
+    when the page has no limit (capped at ``max_limit``).  Bounds: ``max_depth``
+    levels of AND/OR nesting, ``max_clauses`` operator objects in all,
+    ``max_in`` values per IN, ``max_sort_keys`` sort entries and
+    :data:`MAX_PATH_SEGMENTS` segments per path.
     """
     if isinstance(doc, str | bytes | bytearray | memoryview):
         doc = _load_json(doc)
@@ -480,7 +505,8 @@ def parse_query(
     for name in doc:
         if name not in _TOP_FIELDS:
             raise InvalidRequest(
-                f"query.{name}", f"unknown field {name!r}; expected filter, sort or page"
+                f"query.{_name(name)}",
+                f"unknown field {_show(name)}; expected filter, sort or page",
             )
 
     raw_filter = doc.get("filter")
@@ -502,19 +528,20 @@ def parse_query(
         for name in page:
             if name not in ("limit", "token"):
                 raise InvalidRequest(
-                    f"query.page.{name}", f"unknown field {name!r}; expected limit or token"
+                    f"query.page.{_name(name)}",
+                    f"unknown field {_show(name)}; expected limit or token",
                 )
         raw_limit = page.get("limit")
         if raw_limit is not None:
             if not isinstance(raw_limit, int) or isinstance(raw_limit, bool) or raw_limit < 1:
                 raise InvalidRequest(
                     "query.page.limit",
-                    f"limit must be a positive integer, got {raw_limit!r}",
+                    f"limit must be a positive integer, got {_show(raw_limit)}",
                 )
             if raw_limit > max_limit:
                 raise InvalidRequest(
                     "query.page.limit",
-                    f"limit {raw_limit} is above the maximum of {max_limit}",
+                    f"limit is above the maximum of {max_limit}",
                     limit=max_limit,
                 )
             limit = int(raw_limit)
@@ -534,11 +561,25 @@ def parse_query(
 # ---------------------------------------------------------------------------
 
 
+_INT64: Final = 1 << 63
+
+
+def _json_number(x: int | float) -> Any:
+    """A number for json.dumps: ints past 64 bits as ``{"int": hex}``.
+
+    Decimal str() of an int is capped at 4300 digits (CVE-2020-10735); hex is not.
+    """
+    if isinstance(x, int) and not -_INT64 <= x < _INT64:
+        return {"int": format(x, "x")}
+    return x
+
+
 def _canon_scalar(s: Scalar) -> list[Any]:
     value = s.value
-    # 1 and 1.0 are the same JSON number: give them the same fingerprint.
     if isinstance(value, float) and value.is_integer():
-        value = int(value)
+        value = int(value)  # 1 and 1.0 are the same JSON number: same fingerprint
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [s.kind, _json_number(value)]
     return [s.kind, value]
 
 
@@ -946,7 +987,10 @@ class _Plan:
         return key
 
     def token_for(self, key: str, value: Any) -> str:
-        positions = [list(_position(get(value))) for get in self.getters]
+        positions: list[list[Any]] = []
+        for get in self.getters:
+            r, raw = _position(get(value))
+            positions.append([r, _json_number(raw) if r == _R_NUM else raw])
         text = json.dumps([1, self.fingerprint, positions, key], ensure_ascii=True)
         return base64.urlsafe_b64encode(text.encode("ascii")).rstrip(b"=").decode("ascii")
 
@@ -977,28 +1021,39 @@ class _Plan:
             raise InvalidRequest(field, "not a valid page token")
         out: list[Any] = []
         for pos, descending in zip(positions, self.descending, strict=True):
-            if not _valid_position(pos):
+            decoded = _decode_position(pos)
+            if decoded is None:
                 raise InvalidRequest(field, "not a valid page token")
-            _extend_key(out, pos[0], pos[1], descending)
+            _extend_key(out, decoded[0], decoded[1], descending)
         out.append(doc[3])
         return tuple(out)
 
 
-def _valid_position(pos: Any) -> bool:
+_HEX_INT: Final = re.compile(r"-?[0-9a-f]+")
+
+
+def _decode_position(pos: Any) -> tuple[int, Any] | None:
+    """``[rank, raw]`` from a token, checked against its rank; None if malformed."""
     if not (isinstance(pos, list) and len(pos) == 2 and type(pos[0]) is int):
-        return False
+        return None
     r, raw = pos
+    if r == _R_NUM and isinstance(raw, dict) and list(raw) == ["int"]:
+        digits = raw["int"]
+        if not (isinstance(digits, str) and _HEX_INT.fullmatch(digits)):
+            return None
+        raw = int(digits, 16)
+    ok = False
     if r == _R_STR:
-        return isinstance(raw, str)
-    if r == _R_NUM:
-        return type(raw) is int or (type(raw) is float and math.isfinite(raw))
-    if r == _R_BOOL:
-        return type(raw) is int and raw in (0, 1)
-    if r in (_R_ARR, _R_OBJ):
-        return type(raw) is int and raw >= 0
-    if r in (_R_NULL, _R_MISSING):
-        return type(raw) is int and raw == 0
-    return False
+        ok = isinstance(raw, str)
+    elif r == _R_NUM:
+        ok = type(raw) is int or (type(raw) is float and math.isfinite(raw))
+    elif r == _R_BOOL:
+        ok = type(raw) is int and raw in (0, 1)
+    elif r in (_R_ARR, _R_OBJ):
+        ok = type(raw) is int and raw >= 0
+    elif r in (_R_NULL, _R_MISSING):
+        ok = type(raw) is int and raw == 0
+    return (r, raw) if ok else None
 
 
 def _first(entry: tuple[tuple[Any, ...], Any, Any]) -> tuple[Any, ...]:

@@ -63,7 +63,18 @@ def _decode_cursor(cursor: Any, prefix: str) -> str:
         raise InvalidRequest("cursor", "is not a cursor this store issued") from None
     if cursor_prefix != prefix:
         raise InvalidRequest("cursor", "was issued for another prefix")
+    if not last_key.startswith(prefix) or "\x00" in last_key or not _is_utf8(last_key):
+        raise InvalidRequest("cursor", "is not a cursor this store issued")
     return last_key
+
+
+def _is_utf8(text: str) -> bool:
+    """False for strings with lone surrogates, which no backend can store or compare."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Namespace:
@@ -174,8 +185,8 @@ class Namespace:
 
         Pass the returned ``cursor`` to get the next page; it is None on the last.
         """
-        if not isinstance(prefix, str) or "\x00" in prefix:
-            raise InvalidRequest("prefix", "must be a string without NUL")
+        if not isinstance(prefix, str) or "\x00" in prefix or not _is_utf8(prefix):
+            raise InvalidRequest("prefix", "must be a valid Unicode string without NUL")
         limit = check_limit(limit, self._store.config.limits.max_query_limit)
         after = None if cursor is None else _decode_cursor(cursor, prefix)
         rows = self._backend.scan(self.name, prefix, after, limit + 1, self._clock())
@@ -440,6 +451,9 @@ class Watch(Iterator[Change]):
         return self
 
     def __next__(self) -> Change:
+        # One deadline per call: changes this watch filters out (other namespaces,
+        # other prefixes) must not keep restarting the timeout.
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
         while True:
             if self._buffer:
                 change = self._buffer.popleft()
@@ -448,7 +462,6 @@ class Watch(Iterator[Change]):
                 raise StopIteration
             if self._fill():
                 continue
-            deadline = None if self._timeout is None else time.monotonic() + self._timeout
             while not self._closed.is_set():
                 wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
                 if wait <= 0:
@@ -468,8 +481,15 @@ class Watch(Iterator[Change]):
 
     def _fill(self) -> bool:
         """Read the next batch of changes into the buffer; False at the end of the log."""
+        # Read the log's end *before* the rows: every seq up to it is committed, so if
+        # none of them is ours the watch may move past them.  Without this, a watch on
+        # one namespace would stay behind other namespaces' changes, wait_for_change
+        # would report them again at once, and the watch would spin and never time out.
+        end = self._backend.last_seq() if self._namespace is not None else 0
         rows = self._backend.changes(self.last_seq, self._batch, self._namespace)
         if not rows:
+            if end > self.last_seq:
+                self.last_seq = end
             return False
         self.last_seq = rows[-1].seq
         prefix = self._prefix
@@ -521,7 +541,7 @@ class Store:
 
     def namespace(self, name: str, **options: Any) -> Namespace:
         """The namespace ``name``, with its policy from the config (and ``options``)."""
-        if not options:
+        if not options and type(name) is str:  # an unhashable name must reach the check
             ns = self._namespaces.get(name)
             if ns is not None:
                 return ns

@@ -52,14 +52,13 @@ class RowAccess(Protocol):
         namespace: str,
         key: str,
         value: bytes,
-        seq: int,
         now: float,
         expires_at: float | None,
-    ) -> tuple[int, float]:
+    ) -> tuple[int, float, int]:
         """Insert, or overwrite bumping the version — restarting at 1 (and resetting
-        ``created_at`` to ``now``) when the stored row has expired; return the new
-        ``(version, created_at)``.  One statement on SQL engines; equivalent to
-        ``read`` + ``upsert``."""
+        ``created_at`` to ``now``) when the stored row has expired — under the next
+        seq; return ``(version, created_at, seq)``.  Equivalent to ``next_seq`` +
+        ``read`` + ``upsert``, but one statement on SQL engines (the hot path)."""
         ...
 
     def delete(self, namespace: str, key: str) -> None: ...
@@ -123,8 +122,7 @@ def apply_unit(rows: RowAccess, unit: WriteUnit) -> list[Outcome]:
         if op == OP_PUT:
             assert w.value is not None
             if w.if_version is None and not w.if_absent:
-                seq = rows.next_seq()
-                version, created = rows.put_unconditional(ns, key, w.value, seq, now, w.expires_at)
+                version, created, seq = rows.put_unconditional(ns, key, w.value, now, w.expires_at)
             else:
                 row = rows.read(ns, key)
                 live = (

@@ -173,7 +173,10 @@ class Backend(Protocol):
         """Change-log rows with ``seq > after_seq`` in seq order."""
         ...
 
-    def last_seq(self) -> int: ...
+    def last_seq(self) -> int:
+        """The newest seq such that every change with a seq at or below it is committed
+        and visible — a watermark: a watcher may skip to it without missing a change."""
+        ...
 
     def first_seq(self) -> int:
         """The oldest retained change-log seq (``last_seq() + 1`` when empty)."""

@@ -94,17 +94,17 @@ class _Overlay:
         namespace: str,
         key: str,
         value: bytes,
-        seq: int,
         now: float,
         expires_at: float | None,
-    ) -> tuple[int, float]:
+    ) -> tuple[int, float, int]:
+        seq = self.next_seq()
         it = self._current(namespace, key)
         if it is None or (it.expires_at is not None and it.expires_at <= now):
             version, created = 1, now
         else:
             version, created = it.version + 1, it.created_at
         self.upsert(namespace, key, value, version, seq, created, now, expires_at, it is not None)
-        return version, created
+        return version, created, seq
 
     def delete(self, namespace: str, key: str) -> None:
         self.staged[(namespace, key)] = None

@@ -83,7 +83,11 @@ _UPSERT = (
     "expires_at = excluded.expires_at, "
     f"version = CASE WHEN {_EXPIRED} THEN 1 ELSE items.version + 1 END, "
     f"created_at = CASE WHEN {_EXPIRED} THEN excluded.created_at ELSE items.created_at END "
-    "RETURNING version, created_at"
+    "RETURNING version, created_at, seq"
+)
+#: The same, taking the next seq inside the statement (first write of a batch).
+_UPSERT_NEXT_SEQ = _UPSERT.replace(
+    "VALUES (?, ?, ?, 1, ?,", "VALUES (?, ?, ?, 1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM changes),"
 )
 
 #: Schema migrations: entry N brings the database from version N to N+1.
@@ -167,18 +171,22 @@ class _Rows:
 
     __slots__ = ("backend", "conn", "new_ns", "seq")
 
-    def __init__(self, backend: SQLiteBackend, conn: sqlite3.Connection, seq: int) -> None:
+    def __init__(self, backend: SQLiteBackend, conn: sqlite3.Connection) -> None:
         self.backend = backend
         self.conn = conn
-        self.seq = seq
+        #: the last seq taken in this transaction; None until the first is taken
+        self.seq: int | None = None
         self.new_ns: dict[str, int] = {}
 
-    def ns_id(self, name: str) -> int:
+    def ns_id(self, name: str, create: bool = True) -> int:
+        """The namespace's id, created in this transaction if new (0: absent, not created)."""
         nid = self.backend._ns_ids.get(name) or self.new_ns.get(name)
         if nid is not None:
             return nid
         row = self.conn.execute("SELECT id FROM namespaces WHERE name = ?", (name,)).fetchone()
         if row is None:
+            if not create:
+                return 0
             cur = self.conn.execute("INSERT INTO namespaces (name) VALUES (?)", (name,))
             nid = int(cur.lastrowid or 0)
             self.new_ns[name] = nid
@@ -188,9 +196,12 @@ class _Rows:
         return nid
 
     def read(self, namespace: str, key: str) -> Row | None:
+        nid = self.ns_id(namespace, create=False)
+        if not nid:
+            return None
         r = self.conn.execute(
             "SELECT version, seq, created_at, expires_at FROM items WHERE ns = ? AND key = ?",
-            (self.ns_id(namespace), key),
+            (nid, key),
         ).fetchone()
         return None if r is None else Row(r[0], r[1], r[2], r[3])
 
@@ -225,15 +236,17 @@ class _Rows:
         namespace: str,
         key: str,
         value: bytes,
-        seq: int,
         now: float,
         expires_at: float | None,
-    ) -> tuple[int, float]:
-        r = self.conn.execute(
-            _UPSERT, (self.ns_id(namespace), key, value, seq, now, now, expires_at)
-        )
-        version, created = r.fetchall()[0]
-        return int(version), float(created)
+    ) -> tuple[int, float, int]:
+        nid = self.ns_id(namespace)
+        if self.seq is None:
+            r = self.conn.execute(_UPSERT_NEXT_SEQ, (nid, key, value, now, now, expires_at))
+        else:
+            r = self.conn.execute(_UPSERT, (nid, key, value, self.seq + 1, now, now, expires_at))
+        version, created, seq = r.fetchall()[0]
+        self.seq = seq
+        return version, created, seq
 
     def delete(self, namespace: str, key: str) -> None:
         self.conn.execute(
@@ -262,6 +275,8 @@ class _Rows:
         )
 
     def next_seq(self) -> int:
+        if self.seq is None:
+            self.seq = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
         self.seq += 1
         return self.seq
 
@@ -310,6 +325,7 @@ class SQLiteBackend:
         self._ns_names: dict[int, str] = {}
         self._ns_lock = threading.Lock()
         self._change_cond = threading.Condition()
+        self._waiters = 0
         self._closed = False
         self._refuse_network_fs()
         try:
@@ -440,11 +456,11 @@ class SQLiteBackend:
         multi = len(jobs) > 1
         try:
             conn.execute("BEGIN IMMEDIATE")
-            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
-            rows = _Rows(self, conn, seq)
+            rows = _Rows(self, conn)
             for job in jobs:
                 guarded = multi or (isinstance(job, WriteUnit) and len(job.writes) > 1)
-                seq_before, ns_before = rows.seq, dict(rows.new_ns)
+                seq_before = rows.seq
+                ns_before = dict(rows.new_ns) if guarded else rows.new_ns
                 if guarded:
                     conn.execute("SAVEPOINT unit")
                 try:
@@ -472,8 +488,9 @@ class SQLiteBackend:
         if rows.new_ns:
             for name, nid in rows.new_ns.items():
                 self._remember_ns(name, nid)
-        with self._change_cond:
-            self._change_cond.notify_all()
+        if self._waiters:
+            with self._change_cond:
+                self._change_cond.notify_all()
         return results
 
     def _run_alone(self, job: WriteUnit | _SweepJob) -> Any:
@@ -650,7 +667,11 @@ class SQLiteBackend:
             if remaining <= 0 or self._closed:
                 return False
             with self._change_cond:
-                self._change_cond.wait(min(remaining, self._poll))
+                self._waiters += 1
+                try:
+                    self._change_cond.wait(min(remaining, self._poll))
+                finally:
+                    self._waiters -= 1
 
     # -- maintenance -----------------------------------------------------------------
 

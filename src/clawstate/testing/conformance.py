@@ -30,8 +30,8 @@ from __future__ import annotations
 import datetime
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar, Protocol
 
 import pytest
 
@@ -934,7 +934,7 @@ class StoreConformance:
 
     # -- query ----------------------------------------------------------------------------
 
-    ORDERS: dict[str, Any] = {  # noqa: RUF012 - read-only test data
+    ORDERS: ClassVar[dict[str, Any]] = {
         "o1": {"status": "open", "total": 30, "customer": {"tier": "gold", "city": "Oslo"}},
         "o2": {"status": "closed", "total": 10, "customer": {"tier": "silver", "city": "Bergen"}},
         "o3": {"status": "open", "total": 20, "customer": {"tier": "silver", "city": "Oslo"}},
@@ -1960,7 +1960,6 @@ class AsyncStoreConformance:
     async def test_async_transaction_commits(self, astore: AsyncStore) -> None:
         await astore.namespace("stock").put("sku", {"n": 5})
         async with astore.transaction() as tx:
-            tx.namespace("orders")
             await tx.namespace("orders").put("o1", {"total": 9})
             await tx.namespace("stock").put("sku", {"n": 4}, if_version=1)
             await tx.namespace("stock").delete("missing")
@@ -2098,5 +2097,3 @@ class AsyncStoreConformance:
         got = astore.sync.namespace("a").get("k")
         assert got is not None and got.value == "from async"
 
-
-_unused: tuple[Any, ...] = (AsyncIterator,)
