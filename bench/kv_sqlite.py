@@ -138,7 +138,7 @@ class ClawKV:
         return self
 
     def stats(self) -> dict[str, float]:
-        gc: dict[str, float] = self.store.stats()["group_commit"]
+        gc: dict[str, float] = self.store.stats()["backends"]["default"]["group_commit"]
         return gc
 
     def close(self) -> None:

@@ -125,7 +125,7 @@ async def test_async_tasks_are_group_committed(tmp_path: Path) -> None:
         for i in range(16):
             tg.start_soon(writer, i)
     assert await ns.count() == 480
-    stats = (await astore.stats())["group_commit"]
+    stats = (await astore.stats())["backends"]["default"]["group_commit"]
     assert stats["largest_batch"] > 1, stats
     await astore.close()
 

@@ -30,7 +30,9 @@ from clawstate.testing import FakeClock
 NAMESPACES = ("alpha", "beta")
 #: A small alphabet with 1-, 2-, 3- and 4-byte UTF-8 characters: keys collide
 #: often and prefixes are shared, and scans must order them by UTF-8 bytes.
-ALPHABET = "ab\u00e9\u20ac\U0001f600"
+#: U+FFFD sorts *after* U+1F600 in UTF-16 (surrogate pairs) but before it in
+#: UTF-8, so an ordering by UTF-16 code units is caught.
+ALPHABET = "ab\u00e9\u20ac\ufffd\U0001f600"
 
 namespaces = st.sampled_from(NAMESPACES)
 keys = st.text(alphabet=ALPHABET, min_size=1, max_size=3)
@@ -110,8 +112,14 @@ class StoreMachine(RuleBasedStateMachine):
         return None, condition == "absent"
 
     def stage_put(
-        self, model: Model, ns: str, key: str, value: Any, ttl: float | None,
-        if_version: int | None, if_absent: bool,
+        self,
+        model: Model,
+        ns: str,
+        key: str,
+        value: Any,
+        ttl: float | None,
+        if_version: int | None,
+        if_absent: bool,
     ) -> int | None:
         """Apply a put to ``model``; its new version, or None if its condition fails."""
         current = self.live(model, ns, key)
@@ -123,9 +131,7 @@ class StoreMachine(RuleBasedStateMachine):
         model[(ns, key)] = Entry(value, version, self.expires(ttl))
         return version
 
-    def stage_delete(
-        self, model: Model, ns: str, key: str, if_version: int | None
-    ) -> bool | None:
+    def stage_delete(self, model: Model, ns: str, key: str, if_version: int | None) -> bool | None:
         """Apply a delete to ``model``; whether it removed something, None if refused."""
         current = self.live(model, ns, key)
         if if_version is not None and (current is None or current.version != if_version):
@@ -208,14 +214,17 @@ class StoreMachine(RuleBasedStateMachine):
         writes=st.lists(
             st.one_of(
                 st.tuples(st.just("put"), namespaces, keys, values, ttls, put_conditions),
-                st.tuples(st.just("delete"), namespaces, keys, st.none(), st.none(),
-                          delete_conditions),
+                st.tuples(
+                    st.just("delete"), namespaces, keys, st.none(), st.none(), delete_conditions
+                ),
             ),
             min_size=1,
             max_size=4,
         )
     )
-    def transaction(self, writes: list[tuple[str, str, str, Any, float | None, str | None]]) -> None:
+    def transaction(
+        self, writes: list[tuple[str, str, str, Any, float | None, str | None]]
+    ) -> None:
         staged = dict(self.model)
         expected: list[int | bool] = []
         failed = False
@@ -329,7 +338,7 @@ class StoreMachine(RuleBasedStateMachine):
 
 
 MODEL_SETTINGS = settings(
-    max_examples=100,
+    max_examples=150,
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

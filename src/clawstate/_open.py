@@ -14,19 +14,33 @@ from .store import Clock, Store
 if TYPE_CHECKING:
     from .aio import AsyncStore
 
-__all__ = ["make_backend", "open", "open_async"]
+__all__ = ["make_backend", "make_backends", "open", "open_async"]
 
 _LATER = {
-    "postgresql": "the PostgreSQL backend",
-    "redis": "the Redis backend",
     "http": "the HTTP client",
     "https": "the HTTP client",
 }
 
 
-def make_backend(config: Config) -> Backend:
-    """The backend ``config.url`` names."""
-    url = parse_url(config.url)
+def make_backends(config: Config) -> dict[str, Backend]:
+    """Every backend the configuration names (``default`` is ``store.url``), opened.
+
+    If one fails to open, those already opened are closed before the error propagates.
+    """
+    opened: dict[str, Backend] = {}
+    try:
+        for name, url in config.backend_urls().items():
+            opened[name] = make_backend(config, url)
+    except BaseException:
+        for backend in opened.values():
+            backend.close()
+        raise
+    return opened
+
+
+def make_backend(config: Config, url_text: str | None = None) -> Backend:
+    """The backend ``url_text`` (default: ``config.url``) names."""
+    url = parse_url(url_text or config.url)
     if url.scheme == "sqlite":
         from .backends.sqlite import SQLiteBackend
 
@@ -36,6 +50,14 @@ def make_backend(config: Config) -> Backend:
         from .backends.memory import MemoryBackend
 
         return MemoryBackend()
+    if url.scheme == "postgresql":
+        from .backends.postgres import PostgresBackend
+
+        return PostgresBackend.from_url(url, config)
+    if url.scheme in ("redis", "rediss"):
+        from .backends.redis import RedisBackend
+
+        return RedisBackend.from_url(url, config)
     what = _LATER.get(url.scheme, url.scheme)
     raise ConfigError(
         "store.url",
@@ -68,7 +90,7 @@ def open(
     cfg = load_config(config, **options)
     if token is not None and parse_url(cfg.url).scheme not in ("http", "https"):
         raise ConfigError("token", "a token is only used with http(s):// stores")
-    return Store(make_backend(cfg), cfg, clock=clock, keyring=keyring)
+    return Store(make_backends(cfg), cfg, clock=clock, keyring=keyring)
 
 
 def open_async(

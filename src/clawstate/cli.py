@@ -171,7 +171,7 @@ def put(
     \b
     Example:
       clawstate put carts u42 '{"status": "open", "total": 19.5, "items": [{"sku": "a1"}]}' --ttl 1800
-    """
+    """  # noqa: E501
     parsed = _parse_value(value, raw)
     with _store() as store:
         item = store.namespace(namespace).put(
@@ -301,28 +301,26 @@ def stats(
     if as_json:
         _print_json(data)
         return
-    table = Table(title=f"clawstate — {data.get('backend')} {data.get('path', '')}".strip())
-    for col in ("namespace", "items", "bytes", "serializer", "compress>", "encrypted"):
+    table = Table(title="clawstate namespaces")
+    for col in ("namespace", "backend", "items", "bytes", "serializer", "compress>", "encrypted"):
         table.add_column(col, justify="right" if col in ("items", "bytes") else "left")
-    for name, entry in data.get("namespaces", {}).items():
+    for name, entry in data["namespaces"].items():
         policy = entry.get("policy", {})
         table.add_row(
             name,
-            str(entry["items"]),
-            str(entry["bytes"]),
+            str(entry.get("backend", "")),
+            str(entry.get("items", "")),
+            str(entry.get("bytes", "")),
             str(policy.get("serializer", "")),
             str(policy.get("compress_above", "")),
             "yes" if policy.get("encrypt") else "no",
         )
     console.print(table)
-    log = data.get("changelog", {})
-    console.print(
-        f"change log: seq {log.get('first_seq')}..{log.get('last_seq')} ({log.get('rows')} rows)",
-        highlight=False,
-    )
-    extra = {k: v for k, v in data.items() if k not in ("namespaces", "changelog", "backend")}
-    for k, v in extra.items():
-        console.print(f"{k}: {v}", highlight=False, markup=False)
+    for bname, info in data["backends"].items():
+        console.print(f"[bold]backend {bname}[/]: {info.get('backend', '')}", highlight=False)
+        for key, value in info.items():
+            if key != "backend":
+                console.print(f"  {key}: {value}", highlight=False, markup=False)
 
 
 @app.command()
@@ -412,7 +410,7 @@ def demo() -> None:
 
 
 def _where(store: Store) -> str:
-    path = store.stats().get("path")
+    path = store.stats()["backends"]["default"].get("path")
     return str(path) if path else "memory"
 
 

@@ -49,8 +49,10 @@ import msgspec
 from clawstate.errors import ClawStateError, ConfigError
 
 __all__ = [
+    "BACKEND_NAME_RE",
     "CONFIG_ENV_VAR",
     "CONFIG_FILENAME",
+    "DEFAULT_BACKEND",
     "DEFAULT_KEYRING",
     "DEFAULT_URL",
     "ENV_VARS",
@@ -87,6 +89,9 @@ MAX_TTL_SECONDS: Final = 10 * 365 * 86400
 #: What a namespace name looks like (matched with ``fullmatch``).  Names starting with
 #: ``_`` are left to clawstate's own namespaces.
 NAMESPACE_NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+#: Names of ``[backends.<name>]`` tables; ``default`` is the ``store.url`` backend.
+BACKEND_NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+DEFAULT_BACKEND: Final = "default"
 
 CONFIG_FILENAME: Final = "clawstate.toml"
 CONFIG_ENV_VAR: Final = "CLAWSTATE_CONFIG"
@@ -423,6 +428,29 @@ def _bool_check(value: object) -> bool:
     return value
 
 
+def _backend_name_check(value: object) -> str:
+    if not isinstance(value, str) or not BACKEND_NAME_RE.fullmatch(value):
+        raise _Invalid(
+            f"must be the name of a [backends.<name>] table (letters, digits, _ and -), "
+            f"got {_show(value)}"
+        )
+    return value
+
+
+def _paths_check(value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise _Invalid(
+            f'must be a list of dotted paths like ["status", "customer.id"], got {_show(value)}'
+        )
+    paths: list[str] = []
+    for path in value:
+        if not isinstance(path, str) or not path or any(not part for part in path.split(".")):
+            raise _Invalid(f'must hold dotted paths like "customer.id", got {_show(path)}')
+        if path not in paths:
+            paths.append(path)
+    return tuple(paths)
+
+
 def _url_check(value: object) -> str:
     if not isinstance(value, str):
         raise _Invalid(f"must be a URL such as {_URL_EXAMPLES}, got {_show(value)}")
@@ -432,7 +460,11 @@ def _url_check(value: object) -> str:
 
 def _keyring_check(value: object) -> str:
     if not isinstance(value, str):
-        raise _Invalid(f'must be "file:<path>", got {_show(value)}')
+        raise _Invalid(f'must be "file:<path>" or "env:<VARIABLE>", got {_show(value)}')
+    if value.startswith("env:"):
+        if not re.fullmatch(r"env:[A-Za-z_][A-Za-z0-9_]*", value):
+            raise _Invalid(f'must be "env:<VARIABLE>" with a variable name, got {_show(value)}')
+        return value
     _keyring_path(value)
     return value
 
@@ -607,6 +639,8 @@ def _resolve_url(url: str, base_dir: Path) -> str:
 
 
 def _resolve_keyring(source: str, base_dir: Path) -> str:
+    if source.startswith("env:"):
+        return source
     return "file:" + _absolute(_keyring_path(source), base_dir).as_posix()
 
 
@@ -662,7 +696,10 @@ class NamespacePolicy(
     ``encrypt``: values are encrypted with the keyring's current key.  ``default_ttl``:
     seconds a value lives when a write gives no TTL (``None``: forever).
     ``changelog_values``: the change log records new values, not just keys and versions,
-    so that point-in-time recovery can replay them.
+    so that point-in-time recovery can replay them.  ``backend``: the name of the
+    ``[backends.<name>]`` table holding this namespace (``"default"``: ``store.url``).
+    ``indexes``: dotted paths of value fields the backend should index for queries
+    (PostgreSQL expression indexes; ignored where the backend has no indexes).
     """
 
     serializer: Serializer = "msgpack"
@@ -671,6 +708,8 @@ class NamespacePolicy(
     encrypt: bool = False
     default_ttl: float | None = None
     changelog_values: bool = False
+    backend: str = DEFAULT_BACKEND
+    indexes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _normalize(self, _POLICY_FIELDS)
@@ -696,10 +735,30 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     limits: Limits = msgspec.field(default_factory=Limits)
     namespaces: dict[str, NamespacePolicy] = msgspec.field(default_factory=dict)
     default_namespace: NamespacePolicy = msgspec.field(default_factory=NamespacePolicy)
+    #: ``[backends.<name>]`` tables: name -> URL.  ``default`` is always ``url``.
+    backends: dict[str, str] = msgspec.field(default_factory=dict)
     source: str | None = None
 
     def __post_init__(self) -> None:
         _normalize(self, _CONFIG_FIELDS)
+        for name, url in self.backends.items():
+            field_name = _dotted("backends", str(name))
+            if name == DEFAULT_BACKEND:
+                raise ConfigError(
+                    field_name, f'"{DEFAULT_BACKEND}" is the store.url backend; choose another name'
+                )
+            try:
+                _backend_name_check(name)
+                _url_check(url)
+            except _Invalid as exc:
+                raise ConfigError(field_name, exc.message) from None
+        known = {DEFAULT_BACKEND, *self.backends}
+        for name, policy in (("*", self.default_namespace), *self.namespaces.items()):
+            if isinstance(policy, NamespacePolicy) and policy.backend not in known:
+                raise ConfigError(
+                    _dotted("namespaces", name, "backend"),
+                    f"names no backend: {policy.backend!r} (defined: {', '.join(sorted(known))})",
+                )
         for name, kind in (("limits", Limits), ("default_namespace", NamespacePolicy)):
             if not isinstance(getattr(self, name), kind):
                 raise ConfigError(name, f"must be a {kind.__name__}")
@@ -714,6 +773,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             problem = _ttl_problem(policy, self.limits)
             if problem:
                 raise ConfigError(f"{prefix}.default_ttl", problem)
+
+    def backend_urls(self) -> dict[str, str]:
+        """Every backend by name, ``default`` (``store.url``) first."""
+        return {DEFAULT_BACKEND: self.url, **self.backends}
 
     def policy_for(self, name: str) -> NamespacePolicy:
         """The policy of namespace ``name``: its own table, else ``[namespaces."*"]``."""
@@ -761,6 +824,8 @@ _NAMESPACE_OPTIONS: Final[Mapping[str, _Check]] = {
         allow_zero=False, maximum=MAX_TTL_SECONDS, note=" (the fixed maximum)", optional=True
     ),
     "changelog_values": _bool_check,
+    "backend": _backend_name_check,
+    "indexes": _paths_check,
 }
 
 #: The TOML tables holding plain options, and the option tables checking them.
@@ -769,7 +834,7 @@ _TABLES: Final[Mapping[str, Mapping[str, _Check]]] = {
     "keyring": _KEYRING_OPTIONS,
     "limits": _LIMIT_OPTIONS,
 }
-_KNOWN_TABLES: Final = (*_TABLES, "namespaces")
+_KNOWN_TABLES: Final = (*_TABLES, "namespaces", "backends")
 
 _LIMIT_FIELDS: Final = {n: (_dotted("limits", n), c) for n, c in _LIMIT_OPTIONS.items()}
 _POLICY_FIELDS: Final = {n: (f"NamespacePolicy.{n}", c) for n, c in _NAMESPACE_OPTIONS.items()}
@@ -942,6 +1007,7 @@ class _Layers:
     def __init__(self) -> None:
         self.tables: dict[str, dict[str, _Setting]] = {table: {} for table in _TABLES}
         self.namespaces: dict[str, dict[str, _Setting]] = {}
+        self.backends: dict[str, _Setting] = {}
         #: Where each namespace name first appeared, for errors about the name itself.
         self.namespace_origins: dict[str, str] = {}
 
@@ -982,6 +1048,9 @@ def _ingest_file(doc: Mapping[str, Any], layers: _Layers, origin: str, base_dir:
         if table == "namespaces":
             _ingest_namespaces(content, layers, origin, base_dir, "table")
             continue
+        if table == "backends":
+            _ingest_backends(content, layers, origin, base_dir)
+            continue
         options = _TABLES[table]
         for key, value in content.items():
             if key not in options:
@@ -1013,6 +1082,31 @@ def _ingest_namespaces(
                     )
                 raise ConfigError(f"{prefix}.{_dotted(str(key))}", message + origin)
             target[key] = _Setting(value, origin, base_dir)
+
+
+def _ingest_backends(
+    content: Mapping[Any, Any], layers: _Layers, origin: str, base_dir: Path
+) -> None:
+    """``[backends.<name>] url = "..."`` (a table) or, as an argument, ``{name: url}``."""
+    for name, options in content.items():
+        field_name = _dotted("backends", str(name))
+        if isinstance(options, str):
+            url = options
+        elif isinstance(options, Mapping):
+            unknown = [k for k in options if k != "url"]
+            if unknown:
+                raise ConfigError(
+                    f"{field_name}.{_dotted(str(unknown[0]))}",
+                    _unknown("option", str(unknown[0]), ["url"]) + origin,
+                )
+            if "url" not in options:
+                raise ConfigError(f"{field_name}.url", "is required" + origin)
+            url = options["url"]
+        else:
+            raise ConfigError(
+                field_name, f"must be a table with a url, got {_show(options)}{origin}"
+            )
+        layers.backends[str(name)] = _Setting(url, origin, base_dir)
 
 
 def _check_env_names(env: Mapping[str, str]) -> None:
@@ -1063,12 +1157,19 @@ def _ingest_arguments(arguments: Mapping[str, Any], layers: _Layers, cwd: Path) 
                     "namespaces", f"must be a dict of namespace options, got {_show(value)}{origin}"
                 )
             _ingest_namespaces(value, layers, origin, cwd, "dict")
+        elif name == "backends":
+            if not isinstance(value, Mapping):
+                raise ConfigError(
+                    "backends", f"must be a dict of name -> URL, got {_show(value)}{origin}"
+                )
+            _ingest_backends(value, layers, origin, cwd)
         elif name in _ARGUMENTS:
             table, option = _ARGUMENTS[name]
             layers.tables[table][option] = _Setting(value, origin, cwd)
         else:
             raise ConfigError(
-                name, _unknown("argument", name, [*_ARGUMENTS, "limits", "namespaces"])
+                name,
+                _unknown("argument", name, [*_ARGUMENTS, "limits", "namespaces", "backends"]),
             )
 
 
@@ -1113,13 +1214,28 @@ def _build(layers: _Layers, anchor: Path, source: str | None) -> Config:
         for name, settings in layers.namespaces.items()
         if name != _DEFAULT_TABLE
     }
-    return Config(
-        **values,
-        limits=limits,
-        namespaces=namespaces,
-        default_namespace=default,
-        source=source,
-    )
+    backends: dict[str, str] = {}
+    for name, setting in layers.backends.items():
+        field_name = _dotted("backends", name, "url")
+        if not isinstance(setting.value, str):
+            raise ConfigError(
+                field_name, f"must be a URL, got {_show(setting.value)}{setting.origin}"
+            )
+        _coerce(field_name, setting, _url_check)
+        backends[name] = _resolve_url(setting.value, setting.base_dir)
+    try:
+        return Config(
+            **values,
+            limits=limits,
+            namespaces=namespaces,
+            default_namespace=default,
+            backends=backends,
+            source=source,
+        )
+    except ConfigError as exc:
+        if source is None:
+            raise
+        raise ConfigError(exc.field, f"{str(exc).split(': ', 1)[-1]} (in {source})") from None
 
 
 def _locate(path: str | os.PathLike[str] | None, env: Mapping[str, str], cwd: Path) -> Path | None:

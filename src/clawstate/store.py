@@ -22,7 +22,7 @@ import msgspec
 from ._validate import check_key, check_limit, check_namespace_name, check_ttl, check_version
 from .backends.base import OP_DELETE, OP_PUT, OP_REWRAP, Backend, StoredItem, Write, WriteUnit
 from .codec import Codec, CodecPolicy
-from .config import Config, NamespacePolicy, validate_namespace_options
+from .config import DEFAULT_BACKEND, Config, NamespacePolicy, validate_namespace_options
 from .errors import ClawStateError, IntegrityError, InvalidRequest
 from .keyring import Keyring
 from .query import parse_query
@@ -82,7 +82,8 @@ class Namespace:
 
     def __init__(self, store: Store, name: str, policy: NamespacePolicy) -> None:
         self._store = store
-        self._backend = store._backend
+        self._backend = store._backend_named(policy.backend, name)
+        self.backend_name = policy.backend
         self._clock = store._clock
         self.name = name
         self.policy = policy
@@ -314,6 +315,7 @@ class TxNamespace:
             self._ns._put_write(key, value, ttl, if_version, if_absent, self._tx._now),
             value,
             ["put", self.name, key, value, ttl, if_version, if_absent],
+            self._ns,
         )
 
     def delete(self, key: str, *, if_version: int | None = None) -> None:
@@ -324,6 +326,7 @@ class TxNamespace:
             Write(self.name, key, OP_DELETE, None, None, if_version),
             None,
             ["delete", self.name, key, if_version],
+            self._ns,
         )
 
 
@@ -344,6 +347,8 @@ class Transaction:
         self._values: list[Any] = []
         self._parts: list[Any] = []
         self._done = False
+        #: the first namespace written: the transaction's backend is its backend
+        self._target: Namespace | None = None
         self.result: list[Item | bool] = []
 
     def namespace(self, name: str) -> TxNamespace:
@@ -354,8 +359,18 @@ class Transaction:
         if self._done:
             raise InvalidRequest("transaction", "already committed or rolled back")
 
-    def _add(self, write: Write, value: Any, parts: list[Any]) -> None:
+    def _add(self, write: Write, value: Any, parts: list[Any], ns: Namespace) -> None:
         self._check_open()
+        if self._target is None:
+            self._target = ns
+        elif ns._backend is not self._target._backend:
+            raise InvalidRequest(
+                "transaction",
+                f"namespace {ns.name!r} lives on backend {ns.backend_name!r} but this "
+                f"transaction already writes {self._target.name!r} on backend "
+                f"{self._target.backend_name!r}; a transaction is atomic within one backend "
+                "only, so it was refused before anything was written",
+            )
         limit = self._store.config.limits.max_batch
         if len(self._writes) >= limit:
             raise InvalidRequest(
@@ -371,10 +386,9 @@ class Transaction:
         self._done = True
         if not self._writes:
             return self.result
-        unit = self._store.namespace(self._writes[0].namespace)._unit(
-            self._writes, self._now, self._idem, ["tx", self._parts]
-        )
-        outcomes = self._store._backend.write(unit)
+        assert self._target is not None
+        unit = self._target._unit(self._writes, self._now, self._idem, ["tx", self._parts])
+        outcomes = self._target._backend.write(unit)
         for w, v, o in zip(self._writes, self._values, outcomes, strict=True):
             if w.op == OP_DELETE:
                 self.result.append(o.applied)
@@ -509,13 +523,17 @@ class Store:
 
     def __init__(
         self,
-        backend: Backend,
+        backends: Backend | Mapping[str, Backend],
         config: Config,
         *,
         clock: Clock | None = None,
         keyring: Keyring | None = None,
     ) -> None:
-        self._backend = backend
+        if isinstance(backends, Mapping):
+            self._backends = dict(backends)
+        else:
+            self._backends = {DEFAULT_BACKEND: backends}
+        self._backend = self._backends[DEFAULT_BACKEND]
         self.config = config
         self._clock: Clock = clock or time.time
         self._keyring = keyring
@@ -532,10 +550,26 @@ class Store:
 
     @property
     def backend(self) -> Backend:
+        """The default backend (``store.url``)."""
         return self._backend
 
+    @property
+    def backends(self) -> dict[str, Backend]:
+        """Every backend by name; ``default`` is ``store.url``."""
+        return dict(self._backends)
+
+    def _backend_named(self, name: str, namespace: str) -> Backend:
+        backend = self._backends.get(name)
+        if backend is None:
+            raise InvalidRequest(
+                f"namespaces.{namespace}.backend",
+                f"names no backend: {name!r} (defined: {', '.join(sorted(self._backends))})",
+            )
+        return backend
+
     def __repr__(self) -> str:
-        return f"<Store {self._backend.name}>"
+        names = ", ".join(f"{k}={v.name}" for k, v in self._backends.items())
+        return f"<Store {names}>"
 
     # -- namespaces ------------------------------------------------------------------
 
@@ -557,8 +591,8 @@ class Store:
         return ns
 
     def namespaces(self) -> list[str]:
-        """Names of the namespaces that hold or held data."""
-        return self._backend.namespaces()
+        """Names of the namespaces that hold or held data, on every backend."""
+        return sorted({ns for b in self._backends.values() for ns in b.namespaces()})
 
     def transaction(self, *, idempotency_key: str | None = None) -> Transaction:
         """A transaction across namespaces of this store (see :class:`Transaction`)."""
@@ -571,15 +605,40 @@ class Store:
         namespace: str | None = None,
         prefix: str = "",
         timeout: float | None = None,
+        backend: str | None = None,
     ) -> Watch:
-        """Changes across the store (or one namespace) after ``from_seq``."""
+        """Changes after ``from_seq`` in one backend's change log, or one namespace's.
+
+        Sequence numbers belong to a backend: a store routing namespaces to several
+        backends watches one at a time (``backend=`` or ``namespace=``).
+        """
         if namespace is not None:
             check_namespace_name(namespace, self.config.limits.max_namespace_len, system=True)
-        return Watch(self._backend, from_seq, namespace=namespace, prefix=prefix, timeout=timeout)
+            if backend is None and not namespace.startswith("_"):
+                backend = self.config.policy_for(namespace).backend
+        return Watch(
+            self._watched(backend),
+            from_seq,
+            namespace=namespace,
+            prefix=prefix,
+            timeout=timeout,
+        )
+
+    def _watched(self, backend: str | None) -> Backend:
+        if backend is not None:
+            return self._backend_named(backend, "*")
+        if len(self._backends) > 1:
+            raise InvalidRequest(
+                "backend",
+                "this store routes namespaces to several backends "
+                f"({', '.join(sorted(self._backends))}), each with its own change log; "
+                "watch one with backend= or namespace=",
+            )
+        return self._backend
 
     @property
     def last_seq(self) -> int:
-        """The newest change-log sequence number."""
+        """The newest change-log sequence number of the default backend."""
         return self._backend.last_seq()
 
     # -- keyring ---------------------------------------------------------------------
@@ -619,12 +678,13 @@ class Store:
         assert keyring is not None
         kid = keyring.rotate()
         self._namespaces.clear()
-        total = sum(self._backend.count(ns, 0.0) for ns in self._backend.namespaces())
+        names = [(b, ns) for b in self._backends.values() for ns in b.namespaces()]
+        total = sum(b.count(ns, 0.0) for b, ns in names)
         done = rewrapped = 0
-        for name in self._backend.namespaces():
+        for backend, name in names:
             codec = self.namespace(name)._codec
             pending: list[Write] = []
-            for st in self._backend.iter_items(name):
+            for st in backend.iter_items(name):
                 data = codec.rewrap(name, st.key, st.value)
                 if data is not None:
                     pending.append(
@@ -632,27 +692,32 @@ class Store:
                     )
                 done += 1
                 if len(pending) >= 256:
-                    rewrapped += self._rewrap(pending)
+                    rewrapped += self._rewrap(backend, pending)
                     pending = []
                 if progress is not None and done % 256 == 0:
                     progress(done, total)
             if pending:
-                rewrapped += self._rewrap(pending)
+                rewrapped += self._rewrap(backend, pending)
         if progress is not None:
             progress(done, max(total, done))
         return {"primary": kid, "items": done, "rewrapped": rewrapped}
 
-    def _rewrap(self, writes: list[Write]) -> int:
-        outcomes = self._backend.write(WriteUnit(writes, self._clock()))
+    def _rewrap(self, backend: Backend, writes: list[Write]) -> int:
+        outcomes = backend.write(WriteUnit(writes, self._clock()))
         return sum(1 for o in outcomes if o.applied)
 
     # -- maintenance -----------------------------------------------------------------
 
     def sweep(self) -> dict[str, int]:
-        """Purge expired items, forgotten idempotency keys and old change-log rows."""
+        """Purge expired items, forgotten idempotency keys and old change-log rows
+        on every backend; return the totals."""
         now = self._clock()
-        result = self._backend.sweep(now, now - self.config.changelog_retention)
-        return msgspec.structs.asdict(result)
+        totals: dict[str, int] = {}
+        for backend in self._backends.values():
+            result = backend.sweep(now, now - self.config.changelog_retention)
+            for key, value in msgspec.structs.asdict(result).items():
+                totals[key] = totals.get(key, 0) + value
+        return totals
 
     def _sweep_loop(self) -> None:
         while not self._stop.wait(self.config.sweep_interval):
@@ -662,34 +727,50 @@ class Store:
                 pass  # the next round retries; the sweep is housekeeping only
 
     def stats(self) -> dict[str, Any]:
-        """Backend statistics plus each namespace's policy."""
-        stats = self._backend.stats()
-        for name, entry in stats.get("namespaces", {}).items():
-            policy = self.config.policy_for(name)
-            entry["policy"] = {
-                "serializer": policy.serializer,
-                "compress_above": policy.compress_above,
-                "encrypt": policy.encrypt,
-                "default_ttl": policy.default_ttl,
-            }
-        return stats
+        """Every namespace with its backend, item count, bytes and policy; every backend's
+        own statistics (engine, durability, change log, group commit…)."""
+        namespaces: dict[str, Any] = {}
+        backends: dict[str, Any] = {}
+        for bname, backend in self._backends.items():
+            stats = backend.stats()
+            for name, entry in stats.pop("namespaces", {}).items():
+                policy = self.config.policy_for(name)
+                namespaces[name] = {
+                    "backend": bname,
+                    **entry,
+                    "policy": {
+                        "serializer": policy.serializer,
+                        "compress_above": policy.compress_above,
+                        "encrypt": policy.encrypt,
+                        "default_ttl": policy.default_ttl,
+                    },
+                }
+            backends[bname] = stats
+        return {"namespaces": dict(sorted(namespaces.items())), "backends": backends}
 
     def check(self, *, deep: bool = False) -> CheckReport:
-        """Verify the store's integrity: the backend's own check, then every stored
+        """Verify the store's integrity: each backend's own check, then every stored
         value's header (and with ``deep``, a full decode: decryption, decompression)."""
-        problems, checked = self._backend.check()
+        problems: list[str] = []
+        checked: dict[str, int] = {}
         values = 0
-        for name in self._backend.namespaces():
-            codec = self.namespace(name)._codec
-            for st in self._backend.iter_items(name):
-                values += 1
-                try:
-                    if deep:
-                        codec.decode(name, st.key, st.value)
-                    else:
-                        codec.describe(st.value)
-                except ClawStateError as exc:
-                    problems.append(f"{name}/{st.key}: {exc}")
+        for bname, backend in self._backends.items():
+            found, counts = backend.check()
+            prefix = "" if len(self._backends) == 1 else f"[{bname}] "
+            problems.extend(prefix + p for p in found)
+            for key, count in counts.items():
+                checked[key] = checked.get(key, 0) + count
+            for name in backend.namespaces():
+                codec = self.namespace(name)._codec
+                for st in backend.iter_items(name):
+                    values += 1
+                    try:
+                        if deep:
+                            codec.decode(name, st.key, st.value)
+                        else:
+                            codec.describe(st.value)
+                    except ClawStateError as exc:
+                        problems.append(f"{prefix}{name}/{st.key}: {exc}")
         checked["values"] = values
         return CheckReport(problems, checked)
 
@@ -701,7 +782,8 @@ class Store:
         self._stop.set()
         if self._sweeper is not None and self._sweeper is not threading.current_thread():
             self._sweeper.join(timeout=5)
-        self._backend.close()
+        for backend in self._backends.values():
+            backend.close()
 
     def __enter__(self) -> Store:
         return self

@@ -616,9 +616,7 @@ class StoreConformance:
         got = ns.get("k")
         assert got is not None and got.expires_at is None and got.version == 2
 
-    def test_reput_after_expiry_restarts_at_version_1(
-        self, store: Store, clock: FakeClock
-    ) -> None:
+    def test_reput_after_expiry_restarts_at_version_1(self, store: Store, clock: FakeClock) -> None:
         ns = store.namespace("ttl")
         ns.put("k", 1, ttl=5)
         first = ns.put("k", 2, ttl=5)
@@ -787,9 +785,7 @@ class StoreConformance:
             lambda: ns.put("k", 1, idempotency_key=1),  # type: ignore[arg-type]
         )
 
-    def test_failed_conditional_write_does_not_burn_the_idempotency_key(
-        self, store: Store
-    ) -> None:
+    def test_failed_conditional_write_does_not_burn_the_idempotency_key(self, store: Store) -> None:
         ns = store.namespace("idem")
         ns.put("k", 1)
         with pytest.raises(VersionConflict):
@@ -956,9 +952,7 @@ class StoreConformance:
         ns = self._orders(store)
         assert self._keys(ns, {"filter": {"EQ": {"status": "open"}}}) == ["o1", "o3", "o4", "o6"]
         items = ns.query({"filter": {"EQ": {"status": "closed"}}}).items
-        assert [(it.key, it.value, it.version) for it in items] == [
-            ("o2", self.ORDERS["o2"], 1)
-        ]
+        assert [(it.key, it.value, it.version) for it in items] == [("o2", self.ORDERS["o2"], 1)]
 
     def test_query_eq_on_nested_path(self, store: Store) -> None:
         ns = self._orders(store)
@@ -973,15 +967,9 @@ class StoreConformance:
 
     def test_query_and_or(self, store: Store) -> None:
         ns = self._orders(store)
-        both = {
-            "filter": {
-                "AND": [{"EQ": {"status": "open"}}, {"EQ": {"customer.city": "Oslo"}}]
-            }
-        }
+        both = {"filter": {"AND": [{"EQ": {"status": "open"}}, {"EQ": {"customer.city": "Oslo"}}]}}
         assert self._keys(ns, both) == ["o1", "o3", "o6"]
-        either = {
-            "filter": {"OR": [{"EQ": {"status": "void"}}, {"EQ": {"customer.tier": "gold"}}]}
-        }
+        either = {"filter": {"OR": [{"EQ": {"status": "void"}}, {"EQ": {"customer.tier": "gold"}}]}}
         assert self._keys(ns, either) == ["o1", "o4", "o5"]
         nested = {
             "filter": {
@@ -1003,9 +991,7 @@ class StoreConformance:
             ("GT", 5.5, ["o1", "o2", "o3", "o4", "o5"]),
         ],
     )
-    def test_query_range(
-        self, store: Store, op: str, operand: float, expected: list[str]
-    ) -> None:
+    def test_query_range(self, store: Store, op: str, operand: float, expected: list[str]) -> None:
         ns = self._orders(store)
         assert self._keys(ns, {"filter": {op: {"total": operand}}}) == expected
 
@@ -1139,9 +1125,7 @@ class StoreConformance:
         ]
         assert store.last_seq == 6
 
-    def test_watch_change_timestamps_follow_the_clock(
-        self, store: Store, clock: FakeClock
-    ) -> None:
+    def test_watch_change_timestamps_follow_the_clock(self, store: Store, clock: FakeClock) -> None:
         ns = store.namespace("w")
         ns.put("a", 1)
         clock.advance(7)
@@ -1783,9 +1767,7 @@ class StoreConformance:
 
     # -- codec policies -------------------------------------------------------------------
 
-    def test_encrypted_namespace_round_trips(
-        self, open_store: StoreFactory, tmp_path: Any
-    ) -> None:
+    def test_encrypted_namespace_round_trips(self, open_store: StoreFactory, tmp_path: Any) -> None:
         store = open_store(
             namespaces={"secret": {"encrypt": True}}, keyring=f"file:{tmp_path}/keys.json"
         )
@@ -1834,7 +1816,9 @@ class StoreConformance:
         assert_refused(store, "value", lambda: docs.put("bad", {"x": float("nan")}))
 
     def test_compressed_namespace_round_trips(self, open_store: StoreFactory) -> None:
-        store = open_store(limits={"max_value_bytes": 100_000}, namespaces={"z": {"compress_above": 64}})
+        store = open_store(
+            limits={"max_value_bytes": 100_000}, namespaces={"z": {"compress_above": 64}}
+        )
         z = store.namespace("z")
         big = {"text": "lorem ipsum dolor sit amet " * 2000}  # ~54 KB, compresses well
         small = {"t": "tiny"}
@@ -2096,4 +2080,3 @@ class AsyncStoreConformance:
         await astore.namespace("a").put("k", "from async")
         got = astore.sync.namespace("a").get("k")
         assert got is not None and got.value == "from async"
-
