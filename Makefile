@@ -9,14 +9,15 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,postgres,redis]'
+	$(BIN)/python -m pip install -q -e '.[dev,postgres,redis,server,client]'
 	touch $(STAMP)
 
 setup: $(STAMP)
 
-## make run: the main job on the embedded default (a short demo until the server exists)
+## make run: the HTTP API on the embedded default (./.clawstate/state.db); prints its URL
+## and, on the store's first start, an admin token (only its hash is stored)
 run: $(STAMP)
-	$(BIN)/clawstate demo
+	$(BIN)/clawstate serve
 
 ## make test: lint, format check, strict types, then every test
 test: $(STAMP) lint typecheck unit

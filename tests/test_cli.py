@@ -25,7 +25,16 @@ COMMANDS = [
     ["keys", "rotate"],
     ["delete"],
     ["demo"],
+    ["token", "create"],
+    ["token", "list"],
+    ["token", "revoke"],
+    ["audit", "verify"],
+    ["serve"],
 ]
+#: Commands that run until stopped: their example is started, must come up, and is
+#: stopped with SIGTERM (a graceful shutdown exits 0).  ``--port 8720`` runs on a free
+#: port instead, so a busy 8720 cannot fail the test.
+LONG_RUNNING = {("serve",)}
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -66,8 +75,46 @@ def test_every_command_has_a_documented_example_that_runs(tmp_path: Path) -> Non
         example = _example(command, tmp_path)
         assert example in docs, f"docs/cli.md lacks the example of {' '.join(command)}"
         argv = shlex.split(example)[1:]
+        if tuple(command) in LONG_RUNNING:
+            _run_until_ready(argv, tmp_path, example)
+            continue
         out = _cli(argv, tmp_path)
         assert out.returncode == 0, f"{example!r} failed: {out.stdout}{out.stderr}"
+
+
+def _run_until_ready(argv: list[str], tmp_path: Path, example: str) -> None:
+    import signal
+    import time
+
+    argv = ["0" if a == "8720" else a for a in argv]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clawstate.cli", *argv],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("clawstate serve: http://"), (example, first, proc.stderr)
+        url = first.split(": ", 1)[1].strip()
+        import urllib.request
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, f"{example!r} never became ready"
+                time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code == 0, f"{example!r} did not stop cleanly ({code})"
 
 
 def test_put_get_round_trip_prints_json(tmp_path: Path) -> None:

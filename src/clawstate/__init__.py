@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._open import open, open_async
+from .cache import memoize
 from .errors import (
     BackendUnavailable,
     ClawStateError,
@@ -26,7 +27,19 @@ from .errors import (
     WrongExpectedVersion,
 )
 from .store import Namespace, Store, Transaction, TxNamespace, Watch
-from .types import Change, CheckReport, Item, Page
+from .types import (
+    ANY,
+    NO_STREAM,
+    STREAM_EXISTS,
+    AppendResult,
+    Change,
+    CheckReport,
+    Event,
+    ExpectedVersion,
+    Item,
+    Page,
+    RecordedEvent,
+)
 
 if TYPE_CHECKING:
     from .aio import AsyncNamespace, AsyncStore, AsyncTransaction, AsyncWatch
@@ -47,6 +60,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ANY",
+    "NO_STREAM",
+    "STREAM_EXISTS",
+    "AppendResult",
     "AsyncNamespace",
     "AsyncStore",
     "AsyncTransaction",
@@ -56,12 +73,15 @@ __all__ = [
     "CheckReport",
     "ClawStateError",
     "ConfigError",
+    "Event",
+    "ExpectedVersion",
     "Forbidden",
     "IntegrityError",
     "InvalidRequest",
     "Item",
     "Namespace",
     "Page",
+    "RecordedEvent",
     "Store",
     "Transaction",
     "TxNamespace",
@@ -70,6 +90,7 @@ __all__ = [
     "Watch",
     "WrongExpectedVersion",
     "__version__",
+    "memoize",
     "open",
     "open_async",
 ]

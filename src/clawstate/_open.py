@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .backends.base import Backend
 from .config import Config, load_config, parse_url
@@ -16,10 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = ["make_backend", "make_backends", "open", "open_async"]
 
-_LATER = {
-    "http": "the HTTP client",
-    "https": "the HTTP client",
-}
+_LATER: dict[str, str] = {}
 
 
 def make_backends(config: Config) -> dict[str, Backend]:
@@ -85,12 +82,45 @@ def open(
     """
     if url is not None:
         options["url"] = url
+    client_options = {k: options.pop(k) for k in _CLIENT_OPTIONS if k in options}
     if isinstance(keyring, str):  # a keyring source ("file:..." / "env:..."), like the config's
         options["keyring"], keyring = keyring, None
     cfg = load_config(config, **options)
-    if token is not None and parse_url(cfg.url).scheme not in ("http", "https"):
+    if parse_url(cfg.url).scheme in ("http", "https"):
+        return _remote(cfg.url, token, clock, keyring, options, client_options)
+    if token is not None:
         raise ConfigError("token", "a token is only used with http(s):// stores")
+    if client_options:
+        name = sorted(client_options)[0]
+        raise ConfigError(name, "is an option of the HTTP client, for http(s):// stores only")
     return Store(make_backends(cfg), cfg, clock=clock, keyring=keyring)
+
+
+#: ``open()`` options that configure the HTTP client rather than a store.
+_CLIENT_OPTIONS = ("timeout", "retry", "headers", "verify", "max_connections", "heartbeat")
+
+
+def _remote(
+    url: str,
+    token: str | None,
+    clock: Clock | None,
+    keyring: Keyring | None,
+    options: dict[str, Any],
+    client_options: dict[str, Any],
+) -> Store:
+    """The HTTP client: the same facade, duck-typed (``client.RemoteStore``)."""
+    server_side = sorted(set(options) - {"url", "sweep_interval", "keyring"})
+    if keyring is not None or "keyring" in options:
+        server_side.insert(0, "keyring")
+    if server_side:
+        raise ConfigError(
+            server_side[0],
+            "is a store setting; for an http(s):// store it is configured on the server",
+        )
+    from .client import RemoteStore
+
+    remote = RemoteStore(url, token=token, clock=clock, **client_options)
+    return cast(Store, remote)  # not a subclass: the same methods, over HTTP
 
 
 def open_async(
@@ -107,4 +137,9 @@ def open_async(
     from .aio import AsyncStore
 
     store = open(url, config=config, token=token, clock=clock, keyring=keyring, **options)
+    if not isinstance(store, Store):  # the HTTP client: its own async twin
+        from .client import AsyncRemoteStore, RemoteStore
+
+        assert isinstance(store, RemoteStore)
+        return cast(AsyncStore, AsyncRemoteStore(store))
     return AsyncStore(store, max_workers=max_workers)

@@ -38,6 +38,17 @@ keys_app = typer.Typer(
     help="Key-encryption keys.\n\nExample:  clawstate keys rotate", no_args_is_help=True
 )
 app.add_typer(keys_app, name="keys")
+token_app = typer.Typer(
+    help="Bearer tokens for `clawstate serve` (stored as hashes in the store).\n\n"
+    "Example:  clawstate token create --scope 'ns:carts:rw' --ttl 30d",
+    no_args_is_help=True,
+)
+app.add_typer(token_app, name="token")
+audit_app = typer.Typer(
+    help="The server's hash-chained audit log.\n\nExample:  clawstate audit verify",
+    no_args_is_help=True,
+)
+app.add_typer(audit_app, name="audit")
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)
@@ -412,6 +423,207 @@ def demo() -> None:
 def _where(store: Store) -> str:
     path = store.stats()["backends"]["default"].get("path")
     return str(path) if path else "memory"
+
+
+# -- the server ---------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free port)")] = 8720,
+    workers: Annotated[int, typer.Option(help="Worker processes sharing the port")] = 1,
+    certfile: Annotated[str | None, typer.Option(help="TLS certificate (PEM)")] = None,
+    keyfile: Annotated[str | None, typer.Option(help="TLS private key (PEM)")] = None,
+    rate_limit: Annotated[
+        float, typer.Option("--rate-limit", help="Requests/s per token per worker (0: off)")
+    ] = 1000.0,
+    max_body: Annotated[
+        str, typer.Option("--max-body", help="Largest request body read (e.g. 32MiB)")
+    ] = "32MiB",
+    public_metrics: Annotated[
+        bool, typer.Option("--public-metrics", help="Serve /metrics without a token")
+    ] = False,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="One JSON log line per request")
+    ] = False,
+    threads: Annotated[
+        int, typer.Option(help="Store threads per worker (in-flight store calls)")
+    ] = 8,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "info",
+    graceful_timeout: Annotated[
+        float, typer.Option("--graceful-timeout", help="Seconds to drain on shutdown")
+    ] = 30.0,
+) -> None:
+    """Serve the store over HTTP until Ctrl-C (SIGTERM drains in-flight requests).
+
+    On a store's first start an admin token is created and printed once; only its
+    hash is kept.  See docs/server.md.
+
+    \b
+    Example:
+      clawstate serve --port 8720
+    """
+    from .config import parse_size
+
+    try:
+        from .server.app import ServerSettings
+        from .server.run import serve as run_server
+    except ImportError as exc:
+        err_console.print(
+            f"error: the server needs the 'server' extra ({exc.name} is missing): "
+            "pip install 'clawstate[server]'",
+            markup=False,
+        )
+        raise typer.Exit(3) from None
+
+    def announce(url: str, admin: str | None) -> None:
+        # Plain writes, not rich: a wrapped line would split the token.
+        lines = [f"clawstate serve: {url}"]
+        if admin is not None:
+            lines.append(f"admin token (shown once; only its hash is stored): {admin}")
+        else:
+            lines.append(
+                "admin token: created on first start; make another with "
+                "`clawstate token create --scope admin`"
+            )
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+
+    try:
+        settings = ServerSettings(
+            max_body_bytes=parse_size(max_body, field="max_body"),
+            rate_limit=rate_limit or None,
+            public_metrics=public_metrics,
+            access_log=access_log,
+            threads=threads,
+        )
+        run_server(
+            _state.url,
+            config=_state.config,
+            host=host,
+            port=port,
+            workers=workers,
+            certfile=certfile,
+            keyfile=keyfile,
+            settings=settings,
+            log_level=log_level,
+            graceful_timeout=graceful_timeout,
+            announce=announce,
+        )
+    except ClawStateError as exc:
+        _fail(exc)
+    except OSError as exc:
+        err_console.print(f"error: cannot listen on {host}:{port}: {exc}", markup=False)
+        raise typer.Exit(3) from None
+
+
+def _audit_cli(store: Store, action: str, **detail: Any) -> None:
+    """Admin actions taken from the shell go into the same audit chain as the server's."""
+    import getpass
+    import time
+
+    from .server.audit import append
+
+    append(
+        store,
+        [
+            {
+                "action": action,
+                "status": 200,
+                "actor": f"cli:{getpass.getuser()}",
+                "route": "cli",
+                "ts": time.time(),
+                "detail": detail,
+            }
+        ],
+    )
+
+
+@token_app.command("create")
+def token_create(
+    scope: Annotated[
+        list[str],
+        typer.Option(
+            "--scope",
+            help="ns:<glob>:<read|write|rw|admin>, events:<glob>:<action>, admin or metrics",
+        ),
+    ],
+    ttl: Annotated[
+        str | None, typer.Option(help="Lifetime, e.g. 30d or 12h (default: none)")
+    ] = None,
+    note: Annotated[str, typer.Option(help="What the token is for")] = "",
+    rate: Annotated[
+        float | None, typer.Option(help="Requests/s for this token (default: the server's)")
+    ] = None,
+) -> None:
+    """Create a token and print it once as JSON; the store keeps only its hash.
+
+    \b
+    Example:
+      clawstate token create --scope 'ns:carts:rw' --scope 'events:orders-*:read' --ttl 30d
+    """
+    from .server.auth import TokenStore
+
+    with _store() as store:
+        plaintext, rec = TokenStore(store).create(list(scope), ttl=ttl, note=note, rate=rate)
+        _audit_cli(store, "token.create", id=rec.id, scopes=rec.scopes)
+        _print_json(
+            {"id": rec.id, "token": plaintext, "scopes": rec.scopes, "expires_at": rec.expires_at}
+        )
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List tokens as JSON: ids, scopes, expiry, revocation (never secrets or hashes).
+
+    \b
+    Example:
+      clawstate token list
+    """
+    import msgspec
+
+    from .server.auth import TokenStore
+
+    with _store() as store:
+        tokens = TokenStore(store).list()
+        _audit_cli(store, "token.list")
+        _print_json(msgspec.to_builtins(tokens))
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id")]) -> None:
+    """Revoke a token by id; prints whether a token was revoked.
+
+    \b
+    Example:
+      clawstate token revoke 0123456789abcdef
+    """
+    from .server.auth import TokenStore
+
+    with _store() as store:
+        revoked = TokenStore(store).revoke(token_id)
+        _audit_cli(store, "token.revoke", id=token_id[:64], revoked=revoked)
+        _print_json({"id": token_id, "revoked": revoked})
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit log's hash chain; exit status 1 if it is broken.
+
+    \b
+    Example:
+      clawstate audit verify
+    """
+    import msgspec
+
+    from .server.audit import verify
+
+    with _store() as store:
+        report = verify(store)
+    _print_json(msgspec.to_builtins(report))
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -50,6 +50,7 @@ from clawstate.errors import ClawStateError, ConfigError
 
 __all__ = [
     "BACKEND_NAME_RE",
+    "CACHE_MODES",
     "CONFIG_ENV_VAR",
     "CONFIG_FILENAME",
     "DEFAULT_BACKEND",
@@ -63,6 +64,8 @@ __all__ = [
     "NON_CONFIG_ENV_PREFIXES",
     "NON_CONFIG_ENV_VARS",
     "URL_SCHEMES",
+    "CacheConsistency",
+    "CacheMode",
     "Config",
     "Durability",
     "ErrorFactory",
@@ -124,6 +127,10 @@ _OFF_WORDS: Final = frozenset({"off", "none", "never"})
 
 Serializer = Literal["msgpack", "json"]
 Durability = Literal["process", "power"]
+#: A namespace's cache mode (see docs/cache.md); ``"none"`` keeps the cache out of the way.
+CacheMode = Literal["none", "read-through", "write-through", "write-back"]
+CacheConsistency = Literal["eventual", "strong"]
+CACHE_MODES: Final = ("none", "read-through", "write-through", "write-back")
 
 #: Builds the exception to raise from ``(field, message)``: :class:`ConfigError` for
 #: configuration, a factory producing ``InvalidRequest`` for options given in code.
@@ -451,6 +458,23 @@ def _paths_check(value: object) -> tuple[str, ...]:
     return tuple(paths)
 
 
+def _cache_l2_check(value: object) -> str | None:
+    """``cache_l2``: a ``redis://`` / ``rediss://`` URL, or false/"off" for no shared tier."""
+    if value is False or _off(value) or value == "false":
+        return None
+    if not isinstance(value, str):
+        raise _Invalid(
+            f'must be a Redis URL such as "redis://127.0.0.1:6379/0", or false, got {_show(value)}'
+        )
+    parsed = _parse_url(value)
+    if parsed.scheme not in ("redis", "rediss"):
+        raise _Invalid(
+            f"must be a redis:// or rediss:// URL (the shared cache tier is Redis), "
+            f"got {_show(_redact(value))}"
+        )
+    return value
+
+
 def _url_check(value: object) -> str:
     if not isinstance(value, str):
         raise _Invalid(f"must be a URL such as {_URL_EXAMPLES}, got {_show(value)}")
@@ -700,6 +724,16 @@ class NamespacePolicy(
     ``[backends.<name>]`` table holding this namespace (``"default"``: ``store.url``).
     ``indexes``: dotted paths of value fields the backend should index for queries
     (PostgreSQL expression indexes; ignored where the backend has no indexes).
+
+    The ``cache*`` options are the namespace's cache policy (docs/cache.md): ``cache``
+    the mode (``"none"``, ``"read-through"``, ``"write-through"``, ``"write-back"`` —
+    which acknowledges writes *before* they are durable), ``cache_l1_bytes`` the
+    in-process tier's budget, ``cache_l2`` a Redis URL for the tier shared by processes
+    (``None``: none), ``cache_ttl`` how long an entry may be served, ``cache_negative_ttl``
+    how long a miss is remembered (``None`` or 0: never), ``cache_consistency``
+    ``"eventual"`` (invalidated from the change log within the propagation delay) or
+    ``"strong"`` (every read checks the change log's watermark first), and
+    ``cache_flush_delay`` the longest a write-back write waits before its batch flushes.
     """
 
     serializer: Serializer = "msgpack"
@@ -710,6 +744,13 @@ class NamespacePolicy(
     changelog_values: bool = False
     backend: str = DEFAULT_BACKEND
     indexes: tuple[str, ...] = ()
+    cache: CacheMode = "none"
+    cache_l1_bytes: int = 64 * 1024 * 1024
+    cache_l2: str | None = None
+    cache_ttl: float = 300.0
+    cache_negative_ttl: float | None = 30.0
+    cache_consistency: CacheConsistency = "eventual"
+    cache_flush_delay: float = 0.1
 
     def __post_init__(self) -> None:
         _normalize(self, _POLICY_FIELDS)
@@ -826,6 +867,20 @@ _NAMESPACE_OPTIONS: Final[Mapping[str, _Check]] = {
     "changelog_values": _bool_check,
     "backend": _backend_name_check,
     "indexes": _paths_check,
+    # the cache policy: docs/cache.md
+    "cache": _choice_check(CACHE_MODES),
+    "cache_l1_bytes": _size_check(minimum=0),
+    "cache_l2": _cache_l2_check,
+    "cache_ttl": _duration_check(
+        allow_zero=False, maximum=MAX_TTL_SECONDS, note=" (the fixed maximum)"
+    ),
+    "cache_negative_ttl": _duration_check(
+        allow_zero=True, maximum=MAX_TTL_SECONDS, note=" (the fixed maximum)", optional=True
+    ),
+    "cache_consistency": _choice_check(("eventual", "strong")),
+    "cache_flush_delay": _duration_check(
+        allow_zero=False, maximum=60, note=" (write-back must flush within a minute)"
+    ),
 }
 
 #: The TOML tables holding plain options, and the option tables checking them.

@@ -15,24 +15,40 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from ._validate import check_key, check_limit, check_namespace_name, check_ttl, check_version
-from .backends.base import OP_DELETE, OP_PUT, OP_REWRAP, Backend, StoredItem, Write, WriteUnit
+from .backends.base import (
+    OP_DELETE,
+    OP_PUT,
+    OP_REWRAP,
+    Backend,
+    EventWrite,
+    Outcome,
+    StoredItem,
+    Write,
+    WriteUnit,
+)
+from .cache import StoreCache
 from .codec import Codec, CodecPolicy
 from .config import DEFAULT_BACKEND, Config, NamespacePolicy, validate_namespace_options
 from .errors import ClawStateError, IntegrityError, InvalidRequest
 from .keyring import Keyring
 from .query import parse_query
-from .types import Change, CheckReport, Item, Page
+from .types import AppendResult, Change, CheckReport, Item, Page
+
+if TYPE_CHECKING:
+    from .events.store import EventStore, TxEvents
 
 __all__ = ["Namespace", "Store", "Transaction", "TxNamespace", "Watch"]
 
 Clock = Callable[[], float]
 
 _fingerprint_encoder = msgspec.msgpack.Encoder()
+#: Guards the lazy creation of ``Store.events``.
+_EVENTS_LOCK = threading.Lock()
 _cursor_decoder = msgspec.msgpack.Decoder(tuple[str, str])
 
 
@@ -103,6 +119,8 @@ class Namespace:
         )
         self._default_ttl = policy.default_ttl
         self._log_values = policy.changelog_values
+        #: the namespace's cache (docs/cache.md), shared by every handle; None: uncached
+        self._cache = store._cache.attach(self)
 
     def __repr__(self) -> str:
         return f"<Namespace {self.name!r} on {self._backend.name}>"
@@ -165,6 +183,8 @@ class Namespace:
 
     def get(self, key: str) -> Item | None:
         """The live item at ``key``, or None (absent or expired)."""
+        if self._cache is not None:
+            return self._cache.get(key)
         check_key(key, self._max_key)
         st = self._backend.get(self.name, key, self._clock())
         return None if st is None else self._item(st)
@@ -178,6 +198,8 @@ class Namespace:
             )
         for key in keys:
             check_key(key, self._max_key)
+        if self._cache is not None:
+            return self._cache.get_many(keys)
         found = self._backend.get_many(self.name, keys, self._clock())
         return {st.key: self._item(st) for st in found}
 
@@ -190,6 +212,7 @@ class Namespace:
             raise InvalidRequest("prefix", "must be a valid Unicode string without NUL")
         limit = check_limit(limit, self._store.config.limits.max_query_limit)
         after = None if cursor is None else _decode_cursor(cursor, prefix)
+        self._store._settle(self.backend_name)
         rows = self._backend.scan(self.name, prefix, after, limit + 1, self._clock())
         more = len(rows) > limit
         items = [self._item(st) for st in rows[:limit]]
@@ -204,18 +227,28 @@ class Namespace:
             max_limit=limits.max_query_limit,
             default_limit=limits.default_query_limit,
         )
+        self._store._settle(self.backend_name)
         rows, token = self._backend.query(self.name, parsed, self._decode, self._clock())
         return Page([self._item(st) for st in rows], token)
 
     def count(self) -> int:
         """How many live items the namespace holds."""
+        self._store._settle(self.backend_name)
         return self._backend.count(self.name, self._clock())
 
     def watch(
         self, from_seq: int | None = 0, *, prefix: str = "", timeout: float | None = None
     ) -> Watch:
         """Changes to this namespace after ``from_seq``, then new ones as they commit."""
-        return Watch(self._backend, from_seq, namespace=self.name, prefix=prefix, timeout=timeout)
+        self._store._settle(self.backend_name)
+        return Watch(
+            self._backend,
+            from_seq,
+            namespace=self.name,
+            prefix=prefix,
+            timeout=timeout,
+            settle=self._store._settler(self.backend_name),
+        )
 
     # -- writes ----------------------------------------------------------------------
 
@@ -233,13 +266,24 @@ class Namespace:
 
         ``if_version`` makes it a compare-and-set, ``if_absent`` create-only; both raise
         :class:`VersionConflict` and change nothing when the condition fails.
+
+        In a ``cache = "write-back"`` namespace a plain put (no condition, no
+        idempotency key) is acknowledged from the cache **before it is durable** and
+        flushed within ``cache_flush_delay``; see docs/cache.md.
         """
         now = self._clock()
         write = self._put_write(key, value, ttl, if_version, if_absent, now)
+        cache = self._cache
+        if cache is not None and cache.write_back is not None:
+            if idempotency_key is None and if_version is None and not if_absent:
+                return cache.put_back([write], [value], now)[0]
+            cache.settle()
         parts: list[Any] = []
         if idempotency_key is not None:
             parts = ["put", self.name, key, value, ttl, if_version, if_absent]
         o = self._backend.write(self._unit([write], now, idempotency_key, parts))[0]
+        if cache is not None:
+            cache.committed([write], [o])
         return Item(
             key, value, o.version, _etag(o.seq), o.created_at, o.updated_at, o.expires_at, self.name
         )
@@ -263,10 +307,17 @@ class Namespace:
         writes = [self._put_write(k, v, ttl, None, False, now) for k, v in pairs]
         if not writes:
             return []
+        cache = self._cache
+        if cache is not None and cache.write_back is not None:
+            if idempotency_key is None:  # write-back: acknowledged before durable
+                return cache.put_back(writes, [v for _, v in pairs], now)
+            cache.settle()
         parts: list[Any] = []
         if idempotency_key is not None:
             parts = ["put_many", self.name, pairs, ttl]
         outcomes = self._backend.write(self._unit(writes, now, idempotency_key, parts))
+        if cache is not None:
+            cache.committed(writes, outcomes)
         return [
             Item(k, v, o.version, _etag(o.seq), o.created_at, o.updated_at, o.expires_at, self.name)
             for (k, v), o in zip(pairs, outcomes, strict=True)
@@ -281,10 +332,18 @@ class Namespace:
             check_version(if_version)
         now = self._clock()
         write = Write(self.name, key, OP_DELETE, None, None, if_version)
+        cache = self._cache
+        if cache is not None and cache.write_back is not None:
+            if idempotency_key is None and if_version is None:  # write-back
+                return cache.delete_back(write, now)
+            cache.settle()
         parts: list[Any] = []
         if idempotency_key is not None:
             parts = ["delete", self.name, key, if_version]
-        return self._backend.write(self._unit([write], now, idempotency_key, parts))[0].applied
+        o = self._backend.write(self._unit([write], now, idempotency_key, parts))[0]
+        if cache is not None:
+            cache.committed([write], [o])
+        return o.applied
 
 
 class TxNamespace:
@@ -350,6 +409,20 @@ class Transaction:
         #: the first namespace written: the transaction's backend is its backend
         self._target: Namespace | None = None
         self.result: list[Item | bool] = []
+        #: event appends (``tx.events``), committed in the same unit as the writes
+        self._events: list[EventWrite] = []
+        self._events_on: Backend | None = None
+        #: one AppendResult per ``tx.events.append``, after commit
+        self.appended: list[AppendResult] = []
+
+    @property
+    def events(self) -> TxEvents:
+        """Appends committed atomically with this transaction's writes — the
+        transactional outbox: ``tx.events.append("order-1", [Event(...)])``."""
+        self._check_open()
+        from .events.store import TxEvents
+
+        return TxEvents(self, self._store.events)
 
     def namespace(self, name: str) -> TxNamespace:
         self._check_open()
@@ -371,6 +444,13 @@ class Transaction:
                 f"{self._target.backend_name!r}; a transaction is atomic within one backend "
                 "only, so it was refused before anything was written",
             )
+        if self._events_on is not None and ns._backend is not self._events_on:
+            raise InvalidRequest(
+                "transaction",
+                f"namespace {ns.name!r} lives on backend {ns.backend_name!r}, not on the event "
+                "store's backend this transaction appends to; a transaction is atomic within "
+                "one backend only, so it was refused before anything was written",
+            )
         limit = self._store.config.limits.max_batch
         if len(self._writes) >= limit:
             raise InvalidRequest(
@@ -381,15 +461,46 @@ class Transaction:
         if self._idem is not None:
             self._parts.append(parts)
 
+    def _add_events(self, write: EventWrite, parts: list[Any], backend: Backend) -> None:
+        self._check_open()
+        if self._target is not None and self._target._backend is not backend:
+            raise InvalidRequest(
+                "transaction",
+                f"this transaction writes {self._target.name!r} on backend "
+                f"{self._target.backend_name!r}, not on the event store's backend; a "
+                "transaction is atomic within one backend only, so it was refused before "
+                "anything was written",
+            )
+        limit = self._store.config.limits.max_batch
+        if len(self._events) >= limit:
+            raise InvalidRequest(
+                "transaction", f"more than {limit} appends; the limit is {limit}", limit=limit
+            )
+        self._events_on = backend
+        self._events.append(write)
+        if self._idem is not None:
+            self._parts.append(parts)
+
     def commit(self) -> list[Item | bool]:
         self._check_open()
         self._done = True
-        if not self._writes:
+        if not self._writes and not self._events:
             return self.result
-        assert self._target is not None
-        unit = self._target._unit(self._writes, self._now, self._idem, ["tx", self._parts])
-        outcomes = self._target._backend.write(unit)
-        for w, v, o in zip(self._writes, self._values, outcomes, strict=True):
+        parts = ["tx", self._parts]
+        if self._target is not None:
+            unit = self._target._unit(self._writes, self._now, self._idem, parts)
+            backend = self._target._backend
+        else:
+            unit = self._store.events._tx_unit(self._now, self._idem, parts)
+            backend = self._store.events._backend
+        unit.events = self._events
+        # Pending write-back writes commit first: the transaction's conditions must see them.
+        self._store._settle(None if self._target is None else self._target.backend_name)
+        outcomes = backend.write(unit)
+        n = len(self._writes)
+        self._store._cache_committed(self._writes, outcomes[:n])
+        self.appended = [AppendResult(o.version, o.seq) for o in outcomes[n:]]
+        for w, v, o in zip(self._writes, self._values, outcomes[:n], strict=True):
             if w.op == OP_DELETE:
                 self.result.append(o.applied)
             else:
@@ -410,6 +521,7 @@ class Transaction:
     def rollback(self) -> None:
         self._done = True
         self._writes.clear()
+        self._events.clear()
 
     def __enter__(self) -> Transaction:
         return self
@@ -439,6 +551,7 @@ class Watch(Iterator[Change]):
         prefix: str = "",
         timeout: float | None = None,
         batch: int = 500,
+        settle: Callable[[], None] | None = None,
     ) -> None:
         if from_seq is None:
             from_seq = backend.last_seq()
@@ -460,6 +573,8 @@ class Watch(Iterator[Change]):
         self._batch = batch
         self._buffer: deque[Change] = deque()
         self._closed = threading.Event()
+        #: flushes this process's pending write-back writes before each read of the log
+        self._settle = settle
 
     def __iter__(self) -> Watch:
         return self
@@ -499,6 +614,8 @@ class Watch(Iterator[Change]):
         # none of them is ours the watch may move past them.  Without this, a watch on
         # one namespace would stay behind other namespaces' changes, wait_for_change
         # would report them again at once, and the watch would spin and never time out.
+        if self._settle is not None:
+            self._settle()
         end = self._backend.last_seq() if self._namespace is not None else 0
         rows = self._backend.changes(self.last_seq, self._batch, self._namespace)
         if not rows:
@@ -539,6 +656,9 @@ class Store:
         self._keyring = keyring
         self._keyring_lock = threading.Lock()
         self._namespaces: dict[str, Namespace] = {}
+        #: every namespace's cache, the change-log tailers, write-back (docs/cache.md)
+        self._cache = StoreCache(clock=self._clock, etag=_etag, urls=config.backend_urls())
+        self._event_store: EventStore | None = None
         self._closed = False
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
@@ -590,8 +710,39 @@ class Store:
             self._namespaces[name] = ns
         return ns
 
+    def _system_namespace(self, name: str) -> Namespace:
+        """A ``_``-prefixed namespace reserved for clawstate's own records (the
+        server's ``_tokens`` and ``_audit``).  :meth:`namespace` refuses these names to
+        applications; system code reaches them here.  Not cached in ``_namespaces``,
+        so the reserved names never leak into ``namespace()``'s fast path."""
+        if not (isinstance(name, str) and name.startswith("_")):
+            raise InvalidRequest("namespace", f"system namespaces start with '_', got {name!r}")
+        check_namespace_name(name, self.config.limits.max_namespace_len, system=True)
+        return Namespace(self, name, self.config.policy_for(name))
+
+    def _any_namespace(self, name: str) -> Namespace:
+        """An application namespace or a system one (maintenance walks both)."""
+        return self._system_namespace(name) if name.startswith("_") else self.namespace(name)
+
+    @property
+    def events(self) -> EventStore:
+        """The event store, on the default backend (see :class:`clawstate.events.EventStore`).
+
+        Raises :class:`InvalidRequest` (field ``events``) when that backend keeps no
+        events (Redis)."""
+        events = self._event_store
+        if events is None:
+            from .events.store import EventStore
+
+            with _EVENTS_LOCK:  # one EventStore per Store: upcasters registered on it stay
+                events = self._event_store
+                if events is None:
+                    events = self._event_store = EventStore(self)
+        return events
+
     def namespaces(self) -> list[str]:
         """Names of the namespaces that hold or held data, on every backend."""
+        self._settle()
         return sorted({ns for b in self._backends.values() for ns in b.namespaces()})
 
     def transaction(self, *, idempotency_key: str | None = None) -> Transaction:
@@ -616,12 +767,14 @@ class Store:
             check_namespace_name(namespace, self.config.limits.max_namespace_len, system=True)
             if backend is None and not namespace.startswith("_"):
                 backend = self.config.policy_for(namespace).backend
+        self._settle(backend)
         return Watch(
             self._watched(backend),
             from_seq,
             namespace=namespace,
             prefix=prefix,
             timeout=timeout,
+            settle=self._settler(backend),
         )
 
     def _watched(self, backend: str | None) -> Backend:
@@ -639,7 +792,41 @@ class Store:
     @property
     def last_seq(self) -> int:
         """The newest change-log sequence number of the default backend."""
+        self._settle(DEFAULT_BACKEND)
         return self._backend.last_seq()
+
+    # -- cache -----------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Make every write-back write acknowledged so far durable now (docs/cache.md).
+
+        Write-back namespaces acknowledge plain puts and deletes before they are
+        durable and flush them within ``cache_flush_delay``; this waits for that flush.
+        Raises :class:`~clawstate.errors.BackendUnavailable` if the backend refuses.
+        """
+        self._cache.settle()
+
+    def _settle(self, backend: str | None = None) -> None:
+        """Flush pending write-back writes before a read that goes past the cache, so
+        this process sees its own writes; a no-op without write-back namespaces."""
+        self._cache.settle(backend)
+
+    def _settler(self, backend: str | None) -> Callable[[], None]:
+        """What a Watch calls before each read of the log (a no-op without write-back)."""
+        return lambda: self._cache.settle(backend)
+
+    def _cache_committed(self, writes: list[Write], outcomes: list[Outcome]) -> None:
+        """Apply committed transaction writes to their namespaces' caches."""
+        by_ns: dict[str, tuple[list[Write], list[Outcome]]] = {}
+        for w, o in zip(writes, outcomes, strict=True):
+            group = by_ns.setdefault(w.namespace, ([], []))
+            group[0].append(w)
+            group[1].append(o)
+        for name, (ns_writes, ns_outcomes) in by_ns.items():
+            if not name.startswith("_"):  # clawstate's own namespaces are never cached
+                cache = self.namespace(name)._cache
+                if cache is not None:
+                    cache.committed(ns_writes, ns_outcomes)
 
     # -- keyring ---------------------------------------------------------------------
 
@@ -674,6 +861,7 @@ class Store:
         are not re-encrypted, and versions and the change log are untouched.
         ``progress(done, total)`` is called as items are processed.
         """
+        self._settle()
         keyring = self._keyring_for(True)
         assert keyring is not None
         kid = keyring.rotate()
@@ -682,7 +870,7 @@ class Store:
         total = sum(b.count(ns, 0.0) for b, ns in names)
         done = rewrapped = 0
         for backend, name in names:
-            codec = self.namespace(name)._codec
+            codec = self._any_namespace(name)._codec
             pending: list[Write] = []
             for st in backend.iter_items(name):
                 data = codec.rewrap(name, st.key, st.value)
@@ -711,6 +899,7 @@ class Store:
     def sweep(self) -> dict[str, int]:
         """Purge expired items, forgotten idempotency keys and old change-log rows
         on every backend; return the totals."""
+        self._settle()
         now = self._clock()
         totals: dict[str, int] = {}
         for backend in self._backends.values():
@@ -728,7 +917,9 @@ class Store:
 
     def stats(self) -> dict[str, Any]:
         """Every namespace with its backend, item count, bytes and policy; every backend's
-        own statistics (engine, durability, change log, group commit…)."""
+        own statistics (engine, durability, change log, group commit…); under
+        ``"cache"`` the caches' hit ratios per tier and namespace, evictions, bytes."""
+        self._settle()
         namespaces: dict[str, Any] = {}
         backends: dict[str, Any] = {}
         for bname, backend in self._backends.items():
@@ -746,11 +937,16 @@ class Store:
                     },
                 }
             backends[bname] = stats
-        return {"namespaces": dict(sorted(namespaces.items())), "backends": backends}
+        out = {"namespaces": dict(sorted(namespaces.items())), "backends": backends}
+        out["cache"] = self._cache.stats()
+        if getattr(self._backend.capabilities, "events", False):
+            out["events"] = self.events.stats()
+        return out
 
     def check(self, *, deep: bool = False) -> CheckReport:
         """Verify the store's integrity: each backend's own check, then every stored
         value's header (and with ``deep``, a full decode: decryption, decompression)."""
+        self._settle()
         problems: list[str] = []
         checked: dict[str, int] = {}
         values = 0
@@ -761,7 +957,7 @@ class Store:
             for key, count in counts.items():
                 checked[key] = checked.get(key, 0) + count
             for name in backend.namespaces():
-                codec = self.namespace(name)._codec
+                codec = self._any_namespace(name)._codec
                 for st in backend.iter_items(name):
                     values += 1
                     try:
@@ -782,8 +978,11 @@ class Store:
         self._stop.set()
         if self._sweeper is not None and self._sweeper is not threading.current_thread():
             self._sweeper.join(timeout=5)
-        for backend in self._backends.values():
-            backend.close()
+        try:
+            self._cache.close()  # flushes write-back: raises if acknowledged writes are lost
+        finally:
+            for backend in self._backends.values():
+                backend.close()
 
     def __enter__(self) -> Store:
         return self

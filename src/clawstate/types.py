@@ -1,16 +1,34 @@
-"""The values the public API hands back: items, pages, changes.
+"""The values the public API hands back: items, pages, changes, events.
 
 They are immutable ``msgspec.Struct`` records: cheap to build on the hot path
-(a get builds one per call) and safe to share between threads.
+(a get builds one per call) and safe to share between threads.  The event
+types live here rather than in :mod:`clawstate.events` so that ``import
+clawstate`` gives ``clawstate.Event`` without loading the event-store package.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import os
+import time
+from typing import Any, Final, Literal
 
 import msgspec
 
-__all__ = ["Change", "CheckReport", "Item", "Page", "WriteOp"]
+__all__ = [
+    "ANY",
+    "NO_STREAM",
+    "STREAM_EXISTS",
+    "AppendResult",
+    "Change",
+    "CheckReport",
+    "Event",
+    "ExpectedVersion",
+    "Item",
+    "Page",
+    "RecordedEvent",
+    "WriteOp",
+    "new_event_id",
+]
 
 #: What a change-log row records: a write, a delete, or a purge by TTL.
 WriteOp = Literal["put", "delete", "expire"]
@@ -76,3 +94,83 @@ class CheckReport(msgspec.Struct, frozen=True):
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+# -- events ------------------------------------------------------------------------------
+
+#: ``expected_version`` for an append that checks nothing.
+ANY: Final = "any"
+#: ``expected_version`` demanding the stream has no events yet (also accepted as ``0``).
+NO_STREAM: Final = "no_stream"
+#: ``expected_version`` demanding the stream has at least one event.
+STREAM_EXISTS: Final = "stream_exists"
+
+#: A stream version (``0`` = no events yet) or one of the three sentinels.  They are
+#: strings, not objects, so they travel unchanged through JSON (CLI, HTTP, problem
+#: documents: ``WrongExpectedVersion.expected`` holds the same value).
+ExpectedVersion = int | Literal["any", "no_stream", "stream_exists"]
+
+
+def new_event_id() -> str:
+    """A fresh UUIDv7 (RFC 9562) as a canonical lowercase string.
+
+    Time-ordered ids keep the backend's unique index on event ids appending at
+    its right edge (a random UUIDv4 would touch a random index page per event),
+    and an id chosen when the :class:`Event` is built makes a retried append of
+    the same Event objects idempotent.
+    """
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (
+        (ms & 0xFFFF_FFFF_FFFF) << 80
+        | 0x7 << 76
+        | ((rand >> 62) & 0xFFF) << 64
+        | 0b10 << 62
+        | (rand & 0x3FFF_FFFF_FFFF_FFFF)
+    )
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+class Event(msgspec.Struct, frozen=True):
+    """An event to append: ``Event("OrderPlaced", {"total": 9})``.
+
+    ``data`` and ``metadata`` are JSON objects (dicts); by convention metadata
+    carries ``correlation_id`` and ``causation_id``.  ``id`` is a UUID string,
+    generated (UUIDv7) when not given: appending the same ids to the same stream
+    again returns the first append's result instead of writing twice.
+    ``schema_version`` says which shape ``data`` has, for upcasting on read.
+    """
+
+    type: str
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+    metadata: dict[str, Any] | None = None
+    id: str = msgspec.field(default_factory=new_event_id)
+    schema_version: int = 1
+
+
+class RecordedEvent(msgspec.Struct, frozen=True, gc=False):
+    """An event as stored: its stream, per-stream ``version`` (1, 2, …) and global
+    ``position`` (gap-free, in commit order), plus the recording time (Unix seconds).
+
+    ``schema_version`` and ``data`` are those after upcasting, when an upcaster
+    is registered for older versions of ``type``.
+    """
+
+    stream: str
+    version: int
+    position: int
+    type: str
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    id: str
+    recorded_at: float
+    schema_version: int = 1
+
+
+class AppendResult(msgspec.Struct, frozen=True, gc=False):
+    """What an append did: the stream's ``version`` after it (its last event's)
+    and the global ``position`` of that last event."""
+
+    version: int
+    position: int

@@ -6,18 +6,47 @@ of a unit, what the version checks say, what the new metadata is, and which
 change-log rows to append.  Keeping this in one place is what makes the memory
 reference backend and the SQLite backend agree by construction, and gives later
 backends a checked recipe instead of a re-implementation.
+
+Event appends (``unit.events``) ride the same path: a backend with an event
+store also implements :class:`EventRowAccess`, and :func:`apply_unit` does the
+expected-version checks, idempotent replays and tombstones for it — so group
+commit, savepoints, idempotency keys and crash safety cover events unchanged.
+The event operations are a separate protocol so that backends without an event
+store need not implement them; :func:`apply_unit` only calls them for units
+that carry events, which the facade sends only to backends whose
+``capabilities.events`` is True.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, cast
 
 import msgspec
 
-from ..errors import InvalidRequest, VersionConflict
-from .base import OP_DELETE, OP_PUT, OP_REWRAP, Outcome, WriteUnit
+from ..errors import InvalidRequest, VersionConflict, WrongExpectedVersion
+from .base import (
+    EXPECT_ANY,
+    EXPECT_EXISTS,
+    OP_APPEND,
+    OP_DELETE,
+    OP_PUT,
+    OP_REWRAP,
+    EventRecord,
+    EventWrite,
+    Outcome,
+    StreamMeta,
+    WriteUnit,
+)
 
-__all__ = ["Row", "RowAccess", "apply_unit", "decode_outcomes", "encode_outcomes"]
+__all__ = [
+    "EventRowAccess",
+    "Row",
+    "RowAccess",
+    "apply_unit",
+    "decode_outcomes",
+    "encode_outcomes",
+    "expected_name",
+]
 
 
 class Row(msgspec.Struct, frozen=True, gc=False, array_like=True):
@@ -83,6 +112,49 @@ class RowAccess(Protocol):
     def idempotency_put(
         self, key: str, fingerprint: bytes, result: bytes, expires: float
     ) -> None: ...
+
+
+class EventRowAccess(Protocol):
+    """The event operations of a :class:`RowAccess`, for backends with an event store.
+
+    Same transaction, same rules: reads see the transaction's earlier writes.
+    What a backend must guarantee for positions: ``events_insert`` gives the new
+    events the next global positions — contiguous, each greater than every
+    position committed or inserted earlier — decided while holding whatever
+    serialises writers (SQLite: the write lock; PostgreSQL: a row lock on a
+    position counter taken in the transaction), so positions are gap-free and in
+    commit order and a reader never sees a lower position commit later.
+    """
+
+    def stream_version(self, stream: str) -> int:
+        """The version of the stream's last event, hidden or not (0: no events)."""
+        ...
+
+    def events_insert(
+        self, stream: str, version: int, events: list[EventRecord], recorded_at: float
+    ) -> int | None:
+        """Insert ``events`` at versions ``version``, ``version + 1``, … and the next
+        global positions; return the first position — or None, inserting nothing,
+        when one of the ids is already stored."""
+        ...
+
+    def append_if(
+        self, stream: str, expected: int, events: list[EventRecord], recorded_at: float
+    ) -> int | None:
+        """Insert ``events`` after version ``expected`` if that is exactly the stream's
+        version (0: no events); return the first position — or None, inserting
+        nothing, when the version differs or an id is taken.  Equivalent to
+        ``stream_version`` + ``events_insert``, but one statement on SQL engines
+        for a single event (the hot path)."""
+        ...
+
+    def event_find(self, event_id: str) -> tuple[str, int, int] | None:
+        """``(stream, version, position)`` of the stored event with this id."""
+        ...
+
+    def stream_meta_get(self, stream: str) -> StreamMeta | None: ...
+
+    def stream_meta_put(self, stream: str, meta: StreamMeta) -> None: ...
 
 
 _outcomes_encoder = msgspec.msgpack.Encoder()
@@ -176,6 +248,10 @@ def apply_unit(rows: RowAccess, unit: WriteUnit) -> list[Outcome]:
             )
         else:
             raise InvalidRequest("op", f"unknown write op {op}")
+    if unit.events:
+        erows = cast(EventRowAccess, rows)
+        for ew in unit.events:
+            outcomes.append(_append(erows, ew, now))
     if idem is not None:
         rows.idempotency_put(
             idem,
@@ -184,3 +260,86 @@ def apply_unit(rows: RowAccess, unit: WriteUnit) -> list[Outcome]:
             unit.idempotency_expires_at if unit.idempotency_expires_at is not None else now,
         )
     return outcomes
+
+
+def expected_name(expected: int) -> int | str:
+    """How an ``EventWrite.expected`` code reads in errors: the public sentinel names."""
+    if expected == EXPECT_ANY:
+        return "any"
+    if expected == EXPECT_EXISTS:
+        return "stream_exists"
+    if expected == 0:
+        return "no_stream"
+    return expected
+
+
+def _append(rows: EventRowAccess, ew: EventWrite, now: float) -> Outcome:
+    """Check ``ew.expected``, append, apply metadata; a retried append replays."""
+    stream = ew.stream
+    expected = ew.expected
+    events = ew.events
+    if expected >= 0 and events and not ew.delete:
+        # The hot path: an exact expected version, checked and appended at once.
+        first = rows.append_if(stream, expected, events, now)
+        if first is not None:
+            if ew.meta is not None:
+                rows.stream_meta_put(stream, ew.meta)
+            version = expected + len(events)
+            return Outcome(
+                "", stream, OP_APPEND, True, version, first + len(events) - 1, now, now, None
+            )
+    current = rows.stream_version(stream)
+    if expected not in (EXPECT_ANY, current) and not (expected == EXPECT_EXISTS and current):
+        replay = _replay(rows, ew, now)
+        if replay is not None:
+            return replay
+        raise WrongExpectedVersion(stream, expected_name(expected), current or None)
+    version, position = current, 0
+    if events:
+        first = rows.events_insert(stream, current + 1, events, now)
+        if first is None:
+            replay = _replay(rows, ew, now)
+            if replay is not None:
+                return replay
+            for i, ev in enumerate(events):
+                taken = rows.event_find(ev.id)
+                if taken is not None:
+                    raise InvalidRequest(
+                        f"events[{i}].id",
+                        f"{ev.id} is already the id of event {taken[1]} of stream "
+                        f"{taken[0]!r}; event ids are unique across the store",
+                    )
+            raise InvalidRequest("events", "an event id is already used")  # pragma: no cover
+        version = current + len(events)
+        position = first + len(events) - 1
+    meta = ew.meta
+    if ew.delete:
+        old = meta or rows.stream_meta_get(stream) or StreamMeta()
+        meta = StreamMeta(old.max_age, old.max_count, version + 1)
+    if meta is not None:
+        rows.stream_meta_put(stream, meta)
+    return Outcome("", stream, OP_APPEND, True, version, position, now, now, None)
+
+
+def _replay(rows: EventRowAccess, ew: EventWrite, now: float) -> Outcome | None:
+    """The first append's outcome if ``ew`` repeats it (same ids, same stream, in order).
+
+    None when the first id is unknown or belongs to another stream; a retry that
+    matches only partly is refused, since applying "the rest" would reorder history.
+    """
+    if not ew.events:
+        return None
+    head = rows.event_find(ew.events[0].id)
+    if head is None or head[0] != ew.stream:
+        return None
+    last = head
+    for i, ev in enumerate(ew.events[1:], 1):
+        ref = rows.event_find(ev.id)
+        if ref is None or ref[0] != ew.stream or ref[1] != head[1] + i:
+            raise InvalidRequest(
+                f"events[{i}].id",
+                f"events[0] repeats event {head[1]} of stream {ew.stream!r} but events[{i}] "
+                "does not repeat the next one: a retried append must resend the same events",
+            )
+        last = ref
+    return Outcome("", ew.stream, OP_APPEND, False, last[1], last[2], now, now, None)

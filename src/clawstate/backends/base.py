@@ -16,6 +16,12 @@ records.  What a backend must guarantee:
 * expired items are invisible to every read as soon as ``expires_at <= now``,
   whether or not the sweep has purged them yet.
 
+Backends whose ``capabilities.events`` is True also keep the event store: a
+unit's ``events`` (:class:`EventWrite`) commit in the same transaction as its
+``writes``, through the same path (see :mod:`clawstate.backends._apply` and
+:mod:`clawstate.events.backend` for the read side).  The facade never hands
+``events`` to a backend without the capability.
+
 Every backend runs the conformance suite in :mod:`clawstate.testing`.
 """
 
@@ -32,6 +38,9 @@ if TYPE_CHECKING:
     from ..query import Query
 
 __all__ = [
+    "EXPECT_ANY",
+    "EXPECT_EXISTS",
+    "OP_APPEND",
     "OP_DELETE",
     "OP_EXPIRE",
     "OP_NAMES",
@@ -39,8 +48,11 @@ __all__ = [
     "OP_REWRAP",
     "Backend",
     "Capabilities",
+    "EventRecord",
+    "EventWrite",
     "Outcome",
     "StoredItem",
+    "StreamMeta",
     "SweepResult",
     "Write",
     "WriteUnit",
@@ -52,6 +64,11 @@ OP_PUT = 0
 OP_DELETE = 1
 OP_EXPIRE = 2
 OP_REWRAP = 3
+#: The op of an event append's :class:`Outcome` (never a change-log op): ``key`` is the
+#: stream, ``version`` its version after the append, ``seq`` the global position of
+#: its last event (0 when nothing was appended), ``applied`` False for an idempotent
+#: replay that returned the first append's result.
+OP_APPEND = 4
 OP_NAMES: dict[int, str] = {OP_PUT: "put", OP_DELETE: "delete", OP_EXPIRE: "expire"}
 
 
@@ -74,8 +91,50 @@ class Write(msgspec.Struct, frozen=True, gc=False, array_like=True):
     seq: int | None = None
 
 
+#: ``EventWrite.expected`` codes; a value >= 0 demands exactly that version (0: no events).
+EXPECT_ANY = -1
+EXPECT_EXISTS = -2
+
+
+class EventRecord(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """One new event as a backend stores it: validated, ``data``/``metadata`` JSON text."""
+
+    id: str
+    type: str
+    data: str
+    metadata: str | None = None
+    schema_version: int = 1
+
+
+class StreamMeta(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """A stream's retention: events older than ``max_age`` seconds, beyond the newest
+    ``max_count``, or below version ``truncate_before`` are hidden from stream reads
+    at once and removed by the sweep (which always keeps a stream's last event, so
+    versions are never reused)."""
+
+    max_age: float | None = None
+    max_count: int | None = None
+    truncate_before: int | None = None
+
+
+class EventWrite(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """An append of ``events`` to ``stream`` if its version matches ``expected``.
+
+    ``meta`` replaces the stream's metadata once the check passed (with no events:
+    a metadata-only change).  ``delete`` is a soft delete: ``events`` holds the
+    tombstone, and afterwards ``truncate_before`` hides it and every earlier event.
+    """
+
+    stream: str
+    expected: int
+    events: list[EventRecord]
+    meta: StreamMeta | None = None
+    delete: bool = False
+
+
 class WriteUnit(msgspec.Struct, gc=False):
-    """What one caller asked to commit atomically: one put, a put_many, a transaction."""
+    """What one caller asked to commit atomically: one put, a put_many, a transaction
+    (and, on backends with an event store, event appends)."""
 
     writes: list[Write]
     now: float
@@ -84,6 +143,8 @@ class WriteUnit(msgspec.Struct, gc=False):
     fingerprint: bytes = b""
     #: when the idempotency record may be forgotten
     idempotency_expires_at: float | None = None
+    #: event appends, committed with ``writes``; their outcomes follow the writes'
+    events: list[EventWrite] = []
 
 
 class Outcome(msgspec.Struct, frozen=True, gc=False, array_like=True):
@@ -120,6 +181,8 @@ class SweepResult(msgspec.Struct, frozen=True):
     expired: int = 0
     idempotency_keys: int = 0
     changes: int = 0
+    #: events removed because their stream's metadata hid them
+    events: int = 0
 
 
 class Capabilities(msgspec.Struct, frozen=True):
@@ -131,6 +194,8 @@ class Capabilities(msgspec.Struct, frozen=True):
     multi_process: bool = True
     #: query() runs inside the engine rather than by scanning in Python
     native_query: bool = False
+    #: keeps the event store (``WriteUnit.events`` and :class:`clawstate.events.backend.EventLog`)
+    events: bool = False
 
 
 #: Turns a stored item into its decoded value (the facade's codec), for backends

@@ -10,13 +10,16 @@ which is wrong — and to give tests and ephemeral stores a zero-I/O option
 from __future__ import annotations
 
 import bisect
+import itertools
 import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ClawStateError
+from ..events._memory import EventStage, MemoryEventLog, MemoryEventRows, MemoryEvents
 from ..types import Change
 from ._apply import Row, apply_unit
+from ._keyorder import prefix_upper_bound
 from .base import (
     OP_NAMES,
     OP_PUT,
@@ -27,7 +30,6 @@ from .base import (
     SweepResult,
     WriteUnit,
 )
-from .sqlite import prefix_upper_bound
 
 if TYPE_CHECKING:
     from ..query import Query
@@ -51,11 +53,12 @@ def _utf8_key(key: str) -> bytes:
     return key.encode("utf-8", "surrogatepass")
 
 
-class _Overlay:
+class _Overlay(MemoryEventRows):
     """RowAccess that stages one unit's writes; applied only if the unit succeeds."""
 
     def __init__(self, backend: MemoryBackend) -> None:
         self.backend = backend
+        self.event_stage: EventStage | None = None
         self.staged: dict[tuple[str, str], StoredItem | None] = {}
         self.rewrites: dict[tuple[str, str], bytes] = {}
         self.log_rows: list[tuple[Change, bytes | None]] = []
@@ -146,11 +149,11 @@ class _Overlay:
         self.idem[key] = (fingerprint, result, expires)
 
 
-class MemoryBackend:
+class MemoryBackend(MemoryEventLog):
     """Reference backend: everything in dicts, guarded by one lock."""
 
     name = "memory"
-    capabilities = Capabilities(durable=False, multi_process=False, native_query=False)
+    capabilities = Capabilities(durable=False, multi_process=False, native_query=False, events=True)
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -160,6 +163,7 @@ class MemoryBackend:
         self._idem: dict[str, tuple[bytes, bytes, float]] = {}
         self._seq = 0
         self._closed = False
+        self._events = MemoryEvents()
 
     # -- writes ----------------------------------------------------------------------
 
@@ -191,6 +195,8 @@ class MemoryBackend:
         self._changes.extend(change for change, _ in overlay.log_rows)
         self._idem.update(overlay.idem)
         self._seq = overlay.seq
+        if overlay.event_stage is not None:
+            self._events.commit(overlay.event_stage)
         self._cond.notify_all()
 
     # -- reads -----------------------------------------------------------------------
@@ -267,10 +273,9 @@ class MemoryBackend:
 
     def changes(self, after_seq: int, limit: int, namespace: str | None = None) -> list[Change]:
         with self._lock:
-            seqs = [c.seq for c in self._changes]
-            i = bisect.bisect_right(seqs, after_seq)
+            i = bisect.bisect_right(self._changes, after_seq, key=lambda c: c.seq)
             out: list[Change] = []
-            for change in self._changes[i:]:
+            for change in itertools.islice(self._changes, i, None):
                 if namespace is None or change.namespace == namespace:
                     out.append(change)
                     if len(out) >= limit:
@@ -316,7 +321,10 @@ class MemoryBackend:
             del self._changes[:keep_from]
             if expired:
                 self._cond.notify_all()
-            return SweepResult(expired=expired, idempotency_keys=len(stale), changes=keep_from)
+            events = self._events.sweep(now)
+            return SweepResult(
+                expired=expired, idempotency_keys=len(stale), changes=keep_from, events=events
+            )
 
     def namespaces(self) -> list[str]:
         with self._lock:
@@ -338,6 +346,7 @@ class MemoryBackend:
                     "last_seq": self._seq,
                     "rows": len(self._changes),
                 },
+                "events": self.event_stats(),
             }
 
     def check(self) -> tuple[list[str], dict[str, int]]:
@@ -364,7 +373,9 @@ class MemoryBackend:
                         ):
                             problems.append(f"{name}/{key}: no matching change-log row")
             count = sum(len(ns.items) for ns in self._data.values())
-        return problems, {"items": count, "changes": len(self._changes)}
+            problems += self._events.check()
+            events = len(self._events.rows)
+        return problems, {"items": count, "changes": len(self._changes), "events": events}
 
     def close(self) -> None:
         with self._lock:

@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendUnavailable, ClawStateError, ConfigError
+from ..events import _sqlite as _events
 from ..types import Change
 from ._apply import Row, apply_unit
 from ._group_commit import GroupCommitter
+from ._keyorder import prefix_upper_bound
 from .base import (
     OP_EXPIRE,
     OP_NAMES,
@@ -46,7 +48,7 @@ from .base import (
 if TYPE_CHECKING:
     from ..query import Query
 
-__all__ = ["NETWORK_FILESYSTEMS", "SCHEMA_VERSION", "SQLiteBackend", "prefix_upper_bound"]
+__all__ = ["NETWORK_FILESYSTEMS", "SCHEMA_VERSION", "SQLiteBackend"]
 
 #: Filesystems on which SQLite's POSIX locks (and so WAL) are unreliable.
 NETWORK_FILESYSTEMS = frozenset(
@@ -108,27 +110,9 @@ _MIGRATIONS: list[list[str]] = [
             key TEXT PRIMARY KEY, fingerprint BLOB NOT NULL, result BLOB NOT NULL,
             expires_at REAL NOT NULL) WITHOUT ROWID""",
     ],
+    _events.MIGRATION,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
-
-
-def prefix_upper_bound(prefix: str) -> str | None:
-    """The smallest string greater than every string starting with ``prefix``.
-
-    ``None`` when there is none (the prefix is all U+10FFFF).  Skips the
-    surrogate range, which cannot be encoded to UTF-8.
-    """
-    chars = list(prefix)
-    while chars:
-        code = ord(chars[-1])
-        if code < 0x10FFFF:
-            code += 1
-            if 0xD800 <= code <= 0xDFFF:
-                code = 0xE000
-            chars[-1] = chr(code)
-            return "".join(chars)
-        chars.pop()
-    return None
 
 
 def _mount_fstype(path: Path) -> str | None:
@@ -166,8 +150,8 @@ class _SweepJob:
         self.changelog_before = changelog_before
 
 
-class _Rows:
-    """RowAccess over one connection inside an open write transaction."""
+class _Rows(_events.SQLiteEventRows):
+    """RowAccess (and EventRowAccess) over one connection inside an open write transaction."""
 
     __slots__ = ("backend", "conn", "new_ns", "seq")
 
@@ -294,11 +278,11 @@ class _Rows:
         )
 
 
-class SQLiteBackend:
+class SQLiteBackend(_events.SQLiteEventLog):
     """Backend over one SQLite database file (see the module docstring)."""
 
     name = "sqlite"
-    capabilities = Capabilities(durable=True, multi_process=True, native_query=False)
+    capabilities = Capabilities(durable=True, multi_process=True, native_query=False, events=True)
 
     def __init__(
         self,
@@ -458,7 +442,9 @@ class SQLiteBackend:
             conn.execute("BEGIN IMMEDIATE")
             rows = _Rows(self, conn)
             for job in jobs:
-                guarded = multi or (isinstance(job, WriteUnit) and len(job.writes) > 1)
+                guarded = multi or (
+                    isinstance(job, WriteUnit) and len(job.writes) + len(job.events) > 1
+                )
                 seq_before = rows.seq
                 ns_before = dict(rows.new_ns) if guarded else rows.new_ns
                 if guarded:
@@ -701,7 +687,10 @@ class SQLiteBackend:
             "(SELECT MAX(seq) FROM changes) AND ts < ? ORDER BY seq LIMIT 50000)",
             (job.changelog_before,),
         ).rowcount
-        return SweepResult(expired=len(expired), idempotency_keys=idem, changes=trimmed)
+        events = self.sweep_events(conn, job.now)
+        return SweepResult(
+            expired=len(expired), idempotency_keys=idem, changes=trimmed, events=events
+        )
 
     def namespaces(self) -> list[str]:
         return [r[0] for r in self._conn().execute("SELECT name FROM namespaces ORDER BY name")]
@@ -730,6 +719,7 @@ class SQLiteBackend:
             "namespaces": per_ns,
             "changelog": {"first_seq": first or 0, "last_seq": last or 0, "rows": total},
             "group_commit": self._committer.stats(),
+            "events": self.event_stats(),
         }
 
     def check(self) -> tuple[list[str], dict[str, int]]:
@@ -744,6 +734,8 @@ class SQLiteBackend:
             problems.append(f"schema version is {row and row[0]}, expected {SCHEMA_VERSION}")
         checked["items"] = conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
         checked["changes"] = conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0]
+        event_problems, checked["events"] = self.check_events(conn)
+        problems += event_problems
         for (bad,) in conn.execute(
             "SELECT COUNT(*) FROM items WHERE version < 1 OR seq < 1 OR updated_at < created_at"
         ):

@@ -1,7 +1,9 @@
 """The testing kit: conformance suites every backend (and the HTTP client) runs, and fakes.
 
-A backend's test module subclasses :class:`StoreConformance` and provides a
-``make_store`` fixture; the suite's tests then run unchanged against it.
+A backend's test module subclasses
+:class:`clawstate.testing.conformance.StoreConformance` (and its async twin) and
+provides a ``store_factory(clock=None, **options)`` fixture returning fresh empty
+stores; the suite's tests then run unchanged against it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1401 @@
+"""The Redis backend: items as hashes, the change log as a Stream, every write in Lua.
+
+``clawstate.open("redis://127.0.0.1:6379/0")`` (``rediss://`` for TLS) gives the same
+store as the embedded one — the whole conformance suite runs unchanged on it.  What
+differs is *where the guarantees come from*, and this docstring says so plainly.
+
+Durability is whatever the Redis server is configured for
+-------------------------------------------------------------
+clawstate acknowledges a write when Redis has executed it.  Whether it survives the
+*server* stopping depends only on the server's persistence settings, which
+``clawstate stats`` detects (``CONFIG GET appendonly / appendfsync / save``, falling
+back to ``INFO persistence`` where CONFIG is disabled) and prints:
+
+* ``appendonly yes`` + ``appendfsync always`` — each write is fsynced before Redis
+  replies: it survives a crash of the server and a power loss;
+* ``appendonly yes`` + ``everysec`` (the Redis default for AOF) or ``no`` — it survives
+  a killed server process (Redis writes the AOF before it replies); a power loss may
+  lose about the last second (``everysec``) or what the OS had not flushed (``no``);
+* RDB snapshots only (``save …``) — writes since the last snapshot are lost when the
+  server stops uncleanly;
+* neither — **data is lost when the server stops**.
+
+``capabilities.durable`` is True only with AOF on.  clawstate's ``durability`` setting
+(``process``/``power``) does not apply here: configure the server.  A killed *client*
+process never loses an acknowledged write and never leaves half a transaction (a Lua
+script runs to completion or not at all) — the tests prove it by SIGKILLing writers.
+An eviction ``maxmemory-policy`` (anything but ``noeviction``) lets Redis silently drop
+items under memory pressure: ``stats()`` warns about it.  Replication is asynchronous:
+a failover may lose the last acknowledged writes.
+
+Data model (``P`` is the key prefix, ``?prefix=`` in the URL, default ``clawstate:``)
+-----------------------------------------------------------------------------------
+* ``P i:{ns}/{key}`` — a hash per item: ``v`` (the encoded bytes), ``ver``, ``seq``,
+  ``c`` (created_at), ``u`` (updated_at), ``x`` (expires_at, absent when none) and ``n``
+  (the length of ``v``, so a write adjusts the byte counter without an ``HSTRLEN``).
+  Namespace names cannot contain ``/``, so the first ``/`` ends the namespace and any
+  key is unambiguous (``a:b``/``c`` and ``a``/``b:c`` are different hashes).
+  Timestamps are kept as the exact ``repr`` of the Python float and only compared
+  (never computed on) in Lua, so they round-trip bit for bit.
+* ``P k:{ns}`` — a sorted set of every stored key (live, or expired and not yet
+  swept), all with score 0, so ``ZRANGEBYLEX`` walks keys in UTF-8 byte order: scans
+  use ``[prefix`` … ``(upper bound`` and a cursor resumes at ``(after``.
+* ``P x:{ns}`` — a sorted set of the namespace's expiring keys scored by
+  ``expires_at``: the sweep's work list, and ``count()`` = ``ZCARD k`` − ``ZCOUNT x
+  -inf now`` without touching the items.  One per namespace rather than one global
+  set, so counting a namespace stays O(log n).
+* ``P namespaces`` (set), ``P bytes`` (hash: namespace → sum of value lengths, kept by
+  the scripts), ``P meta`` (schema version).
+* ``P log`` — the change log, a Stream whose entry IDs are ``0-<seq>``: a script
+  appends with ``XADD log 0-*``, which takes the next seq (the last ID + 1) and returns
+  it, so the stream's own last ID is the seq counter — no separate counter to keep in
+  step.  ``XRANGE log (0-N`` reads the changes after seq N; ``XREAD BLOCK`` wakes a
+  watcher.  Fields ``ns key op ver ts`` (and ``val`` where the namespace logs values).
+* ``P d:{idempotency key}`` — a hash ``f`` (fingerprint), ``r`` (the outcomes), ``e``
+  (expires_at), plus ``P dx``, a sorted set of idempotency keys by ``e``.
+
+Items never use native Redis expiry: expiry follows the store's clock (``now`` from the
+facade — tests run on a fake clock) and the sweep must log an ``expire`` change for
+every purge.  Idempotency records are checked logically (``e > now``) and purged (and
+counted) by the sweep; they also get a native ``PEXPIRE`` of the window plus one hour,
+only as a backstop against leaks when nothing sweeps.  (Not ``PEXPIREAT e``: with a
+store clock behind the server's, Redis would drop a record the store still considers
+live, and a retry would apply twice.)
+
+Atomicity: one Lua script call per batch
+----------------------------------------
+Every write unit — a put, a ``put_many``, a transaction across namespaces — and its
+change-log entries run inside one ``EVALSHA``.  Concurrent writers of a process are
+coalesced by a :class:`GroupCommitter` into one call holding many units; each unit
+still succeeds or fails on its own.  The script re-expresses
+:func:`clawstate.backends._apply.apply_unit` exactly: idempotency lookup with the
+fingerprint check (a replay returns the outcomes recorded the first time, verbatim);
+``if_absent`` / ``if_version`` checked against the *live* item (an expired one counts
+as absent, and a re-put restarts at version 1 with a new ``created_at``); deletes of
+missing keys report False and log nothing; rewraps replace bytes only when version and
+seq still match, with no new version and no change entry.  Lua cannot roll back, so
+each unit is planned first — every condition checked, later writes of the unit seeing
+the earlier ones through an overlay — and only a unit whose whole plan holds is
+written.  Scripts carry a ``#!lua`` shebang, so on a server out of memory Redis
+refuses the whole script up front instead of failing it half-way.  Redis replicates a
+script's effects inside MULTI/EXEC, so replicas and the AOF never hold half a unit.
+A ``NOSCRIPT`` reply (a restarted or flushed script cache) reloads the script and
+retries once.
+
+Reads: ``get`` is one ``HMGET``; ``get_many``, ``scan``, ``count`` and ``first_seq`` are
+one read-only script call each (one round trip, one consistent snapshot).  Expiry is
+checked against the caller's ``now``.  The hot path talks to redis-py's ``Connection``
+directly, one connection per thread (as the SQLite backend keeps one per thread):
+redis-py's client layer — pool checkout, retry wrapper, response callbacks — cost as
+much as the localhost round trip itself.
+
+``query()``: a scan with a bound
+--------------------------------
+Redis has no secondary indexes on values, so ``query()`` reads every live item of the
+namespace (``scan`` in pages of 1,000, one round trip each), decodes it and evaluates
+the Dapr query in Python with :func:`clawstate.query.run_query` — O(items in the
+namespace) per call, whatever the filter or page size.  A namespace holding more than
+``max_query_scan`` live items (URL parameter ``?max_query_scan=``, default 10,000) is
+refused with ``InvalidRequest("query", …)`` rather than silently scanning millions of
+items; keep queryable namespaces on PostgreSQL, or raise the bound knowingly.
+
+Watch: ``wait_for_change`` is ``XREAD BLOCK`` on the log in blocks of at most one second;
+a commit from any process wakes it at once.
+
+Errors: redis-py's ``ConnectionError`` / ``TimeoutError`` (and any other server error:
+OOM, READONLY, MISCONF) become :class:`BackendUnavailable` at this edge.  Writes are
+never resent automatically (the client's retry policy is off): a write whose reply was
+lost may or may not have been applied — retry it with an idempotency key.  So that a
+server restart during a quiet spell does not cost the next write that ambiguity, a
+connection idle for over a second is polled (no round trip) before use and replaced if
+the server closed it.  Reads retry once on a broken connection.
+
+Sweep (one script call): purge expired items (at most 10,000 per call), each with an
+``expire`` change; purge idempotency records past their expiry; trim the log from the
+front while entries are older than the retention, never the newest entry (its ID is
+the seq watermark).  ``check()`` verifies the structure: every item hash is in its
+namespace's key index and vice versa, the expiry index agrees with the items, each
+item's seq and version match its retained change-log entry, no item's seq is beyond
+the log's last ID, the log's last generated ID is its newest entry, and the byte
+counters and length fields equal the stored values.
+
+Cluster: every key of a store must live in one hash slot, because one script touches
+the items, indexes and log together; this backend therefore connects to one standalone
+(or primary) server and refuses a cluster node.  Behind a cluster proxy, give the store
+a prefix with a hash tag (``?prefix={myapp}:``): every key then hashes to one slot
+(one shard — correct, not scaled out; untested here).
+
+URL parameters: ``prefix`` (default ``clawstate:``; give each store its own, ending in
+``:``, and never one that starts with another store's prefix), ``max_query_scan``
+(10000), ``socket_timeout`` (seconds, 10), ``connect_timeout`` (5), and for
+``rediss://`` ``ssl_ca_certs`` and ``ssl_cert_reqs`` (``required``/``optional``/``none``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.retry import Retry
+
+from ..errors import (
+    BackendUnavailable,
+    ClawStateError,
+    ConfigError,
+    InvalidRequest,
+    VersionConflict,
+)
+from ..types import Change
+from ._group_commit import GroupCommitter
+from ._keyorder import prefix_upper_bound
+from .base import (
+    OP_DELETE,
+    OP_NAMES,
+    OP_PUT,
+    OP_REWRAP,
+    Capabilities,
+    Decoder,
+    Outcome,
+    StoredItem,
+    SweepResult,
+    WriteUnit,
+)
+
+if TYPE_CHECKING:
+    from ..config import Config, ParsedUrl
+    from ..query import Query
+
+__all__ = [
+    "DEFAULT_MAX_QUERY_SCAN",
+    "DEFAULT_PREFIX",
+    "SCHEMA_VERSION",
+    "RedisBackend",
+    "persistence_mode",
+]
+
+DEFAULT_PREFIX = "clawstate:"
+DEFAULT_MAX_QUERY_SCAN = 10_000
+SCHEMA_VERSION = 1
+#: The native expiry of an idempotency record outlives its logical window by this much.
+IDEMPOTENCY_GRACE = 3600.0
+#: The most expired items, idempotency records and log entries one sweep call removes.
+SWEEP_MAX_EXPIRE = 10_000
+SWEEP_MAX_IDEMPOTENCY = 10_000
+SWEEP_MAX_TRIM = 50_000
+#: How long one XREAD BLOCK waits at most (must stay below the socket timeout).
+WATCH_BLOCK = 1.0
+#: A per-thread connection idle this long is probed (no round trip) before use.
+IDLE_PROBE = 1.0
+_PAGE = 1000
+_URL_PARAMS = (
+    "prefix",
+    "max_query_scan",
+    "socket_timeout",
+    "connect_timeout",
+    "ssl_ca_certs",
+    "ssl_cert_reqs",
+)
+
+T = TypeVar("T")
+
+#: Bumped in a forked child: per-thread connections inherited from the parent are
+#: never used there (the socket belongs to the parent).
+_fork_generation = [0]
+os.register_at_fork(after_in_child=lambda: _fork_generation.__setitem__(0, _fork_generation[0] + 1))
+
+# -- Lua ---------------------------------------------------------------------------------
+#
+# Write-unit wire format (ARGV): [1] prefix, [2] number of units, then per unit
+#   now, idempotency key ('' none), fingerprint, idempotency expires_at,
+#   native TTL of the idempotency record (ms), number of writes,
+# and per write 9 fields:
+#   op ('0' put, '1' delete, '3' rewrap), ns, key, value, expires_at ('' none),
+#   if_version ('' none), if_absent ('1'/''), log_value ('1'/''), seq ('' none).
+# Reply: one entry per unit —
+#   {'o', outcomes}: outcomes joined with NUL, 9 fields each
+#       (ns, key, op, applied '1'/'0', version, seq, created_at, updated_at, expires_at);
+#       the same string is the idempotency record, so a replay returns it as it was;
+#   {'c', write index, 'a' (if_absent) | 'v' (if_version), actual version or ''};
+#   {'i'}: the idempotency key was used for another request.
+# Keys and namespace names cannot contain NUL (the facade refuses them).
+
+_WRITE_LUA = r"""#!lua
+local P = ARGV[1]
+local nunits = tonumber(ARGV[2])
+local call = redis.call
+local logkey, nskey, byteskey = P .. 'log', P .. 'namespaces', P .. 'bytes'
+local replies = {}
+local a = 3
+
+local function load(ik)
+  local h = call('HMGET', ik, 'ver', 'seq', 'c', 'x', 'n')
+  if not h[1] then return {ex = false, x = '', len = 0} end
+  return {ex = true, ver = tonumber(h[1]), seq = tonumber(h[2]), c = h[3], x = h[4] or '',
+          len = tonumber(h[5]) or 0}
+end
+
+local function last_seq()
+  local top = call('XREVRANGE', logkey, '+', '-', 'COUNT', 1)
+  if #top == 0 then return 0 end
+  return tonumber(string.sub(top[1][1], 3))
+end
+
+for u = 1, nunits do
+  local now_s, idem, fp, iexp, ittl = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  local n = tonumber(ARGV[a + 5])
+  local first = a + 6
+  a = first + 9 * n
+  local now = tonumber(now_s)
+  local reply = nil
+  local dk = nil
+  if idem ~= '' then
+    dk = P .. 'd:' .. idem
+    local rec = call('HMGET', dk, 'f', 'r', 'e')
+    if rec[1] and tonumber(rec[3]) > now then
+      if rec[1] == fp then reply = {'o', rec[2]} else reply = {'i'} end
+    end
+  end
+  if not reply then
+    -- Pass 1: plan every write against an overlay; nothing is written yet.  A row
+    -- written earlier in this unit has no seq yet: it holds its rank among the
+    -- unit's log entries (pending), resolved against the log only if a rewrap asks.
+    local rows, plan = {}, {}
+    local logged, base = 0, nil
+    for i = 0, n - 1 do
+      local b = first + 9 * i
+      local op, ns, key, ifv = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 5]
+      local ik = P .. 'i:' .. ns .. '/' .. key
+      local row = rows[ik]
+      if row == nil then row = load(ik) end
+      local live = row.ex and (row.x == '' or tonumber(row.x) > now)
+      if op == '0' then
+        local val, x = ARGV[b + 3], ARGV[b + 4]
+        if ARGV[b + 6] == '1' and live then reply = {'c', i, 'a', row.ver}; break end
+        if ifv ~= '' and (not live or row.ver ~= tonumber(ifv)) then
+          reply = {'c', i, 'v', live and row.ver or ''}; break
+        end
+        local ver, c = 1, now_s
+        if live then ver, c = row.ver + 1, row.c end
+        logged = logged + 1
+        plan[#plan + 1] = {0, ik, ns, key, row, val, x, ver, c, ARGV[b + 7]}
+        rows[ik] = {ex = true, ver = ver, pending = logged, c = c, x = x, len = #val}
+      elseif op == '1' then
+        if ifv ~= '' and (not live or row.ver ~= tonumber(ifv)) then
+          reply = {'c', i, 'v', live and row.ver or ''}; break
+        end
+        if live then
+          logged = logged + 1
+          plan[#plan + 1] = {1, ik, ns, key, row}
+          rows[ik] = {ex = false, x = '', len = 0}
+        else
+          plan[#plan + 1] = {2, ik, ns, key}
+        end
+      else
+        local wseq = ARGV[b + 8]
+        local applied = false
+        if row.ex and ifv ~= '' and wseq ~= '' and row.ver == tonumber(ifv) then
+          local seq = row.seq
+          if row.pending then
+            if base == nil then base = last_seq() end
+            seq = base + row.pending
+          end
+          applied = seq == tonumber(wseq)
+        end
+        local val = ARGV[b + 3]
+        if applied then
+          rows[ik] = {ex = true, ver = row.ver, seq = row.seq, pending = row.pending, c = row.c,
+                      x = row.x, len = #val}
+        end
+        if ifv == '' then ifv = '0' end
+        if wseq == '' then wseq = '0' end
+        plan[#plan + 1] = {3, ik, ns, key, row, val, applied, ifv, wseq}
+      end
+    end
+    if not reply then
+      -- Pass 2: every condition held; write the plan in order.  XADD 0-* takes the
+      -- next seq (the log's last ID + 1) and returns it.
+      local outs = {}
+      for _, p in ipairs(plan) do
+        local kind, ik, ns, key, row = p[1], p[2], p[3], p[4], p[5]
+        local o = #outs
+        if kind == 0 then
+          local val, x, ver, c = p[6], p[7], p[8], p[9]
+          local id
+          if p[10] == '1' then
+            id = call('XADD', logkey, '0-*', 'ns', ns, 'key', key, 'op', '0', 'ver', ver,
+                      'ts', now_s, 'val', val)
+          else
+            id = call('XADD', logkey, '0-*', 'ns', ns, 'key', key, 'op', '0', 'ver', ver,
+                      'ts', now_s)
+          end
+          local s = string.sub(id, 3)
+          if x ~= '' then
+            call('HSET', ik, 'v', val, 'ver', ver, 'seq', s, 'c', c, 'u', now_s, 'n', #val, 'x', x)
+            call('ZADD', P .. 'x:' .. ns, x, key)
+          else
+            call('HSET', ik, 'v', val, 'ver', ver, 'seq', s, 'c', c, 'u', now_s, 'n', #val)
+            if row.x ~= '' then
+              call('HDEL', ik, 'x')
+              call('ZREM', P .. 'x:' .. ns, key)
+            end
+          end
+          if not row.ex then
+            call('ZADD', P .. 'k:' .. ns, 0, key)
+            call('SADD', nskey, ns)
+          end
+          if #val ~= row.len then call('HINCRBY', byteskey, ns, #val - row.len) end
+          outs[o + 1], outs[o + 2], outs[o + 3], outs[o + 4], outs[o + 5] = ns, key, '0', '1', ver
+          outs[o + 6], outs[o + 7], outs[o + 8], outs[o + 9] = s, c, now_s, x
+        elseif kind == 1 then
+          local id = call('XADD', logkey, '0-*', 'ns', ns, 'key', key, 'op', '1', 'ver', row.ver,
+                          'ts', now_s)
+          call('DEL', ik)
+          call('ZREM', P .. 'k:' .. ns, key)
+          if row.x ~= '' then call('ZREM', P .. 'x:' .. ns, key) end
+          if row.len ~= 0 then call('HINCRBY', byteskey, ns, -row.len) end
+          outs[o + 1], outs[o + 2], outs[o + 3], outs[o + 4] = ns, key, '1', '1'
+          outs[o + 5], outs[o + 6], outs[o + 7], outs[o + 8], outs[o + 9] =
+            row.ver, string.sub(id, 3), row.c, now_s, ''
+        elseif kind == 2 then
+          outs[o + 1], outs[o + 2], outs[o + 3], outs[o + 4], outs[o + 5] = ns, key, '1', '0', '0'
+          outs[o + 6], outs[o + 7], outs[o + 8], outs[o + 9] = '0', '0', '0', ''
+        else
+          local val, applied = p[6], '0'
+          if p[7] then
+            call('HSET', ik, 'v', val, 'n', #val)
+            if #val ~= row.len then call('HINCRBY', byteskey, ns, #val - row.len) end
+            applied = '1'
+          end
+          outs[o + 1], outs[o + 2], outs[o + 3], outs[o + 4] = ns, key, '3', applied
+          outs[o + 5], outs[o + 6], outs[o + 7], outs[o + 8], outs[o + 9] = p[8], p[9], '0', '0', ''
+        end
+      end
+      local flat = table.concat(outs, '\0')
+      if dk then
+        call('HSET', dk, 'f', fp, 'r', flat, 'e', iexp)
+        call('PEXPIRE', dk, ittl)
+        call('ZADD', P .. 'dx', iexp, idem)
+      end
+      reply = {'o', flat}
+    end
+  end
+  replies[u] = reply
+end
+return replies
+"""
+
+# ARGV: prefix, now, changelog_before, max expired, max idempotency records, max trimmed.
+# Reply: {expired, idempotency records, log entries trimmed}.
+_SWEEP_LUA = r"""#!lua
+local P, now_s, before_s = ARGV[1], ARGV[2], ARGV[3]
+local max_expire, max_idem, max_trim = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local now, before = tonumber(now_s), tonumber(before_s)
+local call = redis.call
+local logkey, byteskey = P .. 'log', P .. 'bytes'
+local expired = 0
+for _, ns in ipairs(call('SMEMBERS', P .. 'namespaces')) do
+  if expired >= max_expire then break end
+  local xk = P .. 'x:' .. ns
+  local due = call('ZRANGEBYSCORE', xk, '-inf', now_s, 'LIMIT', 0, max_expire - expired)
+  for _, key in ipairs(due) do
+    local ik = P .. 'i:' .. ns .. '/' .. key
+    local h = call('HMGET', ik, 'ver', 'x', 'n')
+    if h[1] and h[2] and tonumber(h[2]) > now then
+      call('ZADD', xk, h[2], key)  -- a stale index entry: repair it
+    else
+      call('ZREM', xk, key)
+      if h[1] and h[2] then
+        call('XADD', logkey, '0-*', 'ns', ns, 'key', key, 'op', '2', 'ver', h[1], 'ts', now_s)
+        call('DEL', ik)
+        call('ZREM', P .. 'k:' .. ns, key)
+        local len = tonumber(h[3]) or 0
+        if len ~= 0 then call('HINCRBY', byteskey, ns, -len) end
+        expired = expired + 1
+      end
+    end
+  end
+end
+
+local idem = 0
+local dx = P .. 'dx'
+for _, id in ipairs(call('ZRANGEBYSCORE', dx, '-inf', now_s, 'LIMIT', 0, max_idem)) do
+  local dk = P .. 'd:' .. id
+  local e = call('HGET', dk, 'e')
+  if e and tonumber(e) <= now then
+    call('DEL', dk)
+    idem = idem + 1
+  end
+  if not e or tonumber(e) <= now then call('ZREM', dx, id) end
+end
+
+local trimmed = 0
+local newest = call('XREVRANGE', logkey, '+', '-', 'COUNT', 1)
+if #newest > 0 then
+  local newest_id = newest[1][1]
+  local start, cut, scanned, done = '-', nil, 0, false
+  while not done do
+    local rows = call('XRANGE', logkey, start, '+', 'COUNT', 1000)
+    if #rows == 0 then break end
+    for _, r in ipairs(rows) do
+      if r[1] == newest_id or scanned >= max_trim then done = true; break end
+      local f, ts = r[2], nil
+      for j = 1, #f, 2 do
+        if f[j] == 'ts' then ts = tonumber(f[j + 1]); break end
+      end
+      if ts == nil or ts >= before then done = true; break end
+      cut = r[1]
+      scanned = scanned + 1
+    end
+    start = '(' .. rows[#rows][1]
+  end
+  if cut then
+    local s = tonumber(string.sub(cut, 3))
+    trimmed = call('XTRIM', logkey, 'MINID', string.format('0-%d', s + 1))
+  end
+end
+return {expired, idem, trimmed}
+"""
+
+# ARGV: prefix, ns, min, max (ZRANGEBYLEX bounds), limit, now ('' = every stored item).
+# Reply: 7 fields per item: key, v, ver, seq, c, u, x ('' when none).
+_SCAN_LUA = r"""#!lua flags=no-writes
+local P, ns, min, max = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local limit = tonumber(ARGV[5])
+local now = nil
+if ARGV[6] ~= '' then now = tonumber(ARGV[6]) end
+local zk, pre = P .. 'k:' .. ns, P .. 'i:' .. ns .. '/'
+local out, got = {}, 0
+local batch = limit
+if batch < 64 then batch = 64 end
+while got < limit do
+  local keys = redis.call('ZRANGEBYLEX', zk, min, max, 'LIMIT', 0, batch)
+  for _, key in ipairs(keys) do
+    local h = redis.call('HMGET', pre .. key, 'v', 'ver', 'seq', 'c', 'u', 'x')
+    if h[2] and (now == nil or not h[6] or tonumber(h[6]) > now) then
+      local o = #out
+      out[o + 1], out[o + 2], out[o + 3], out[o + 4] = key, h[1], h[2], h[3]
+      out[o + 5], out[o + 6], out[o + 7] = h[4], h[5], h[6] or ''
+      got = got + 1
+      if got >= limit then break end
+    end
+  end
+  if #keys < batch then break end
+  min = '(' .. keys[#keys]
+end
+return out
+"""
+
+# ARGV: prefix, ns, key...  Reply: 7 fields per stored item (as _SCAN_LUA), expired included.
+_GET_MANY_LUA = r"""#!lua flags=no-writes
+local pre = ARGV[1] .. 'i:' .. ARGV[2] .. '/'
+local out = {}
+for i = 3, #ARGV do
+  local key = ARGV[i]
+  local h = redis.call('HMGET', pre .. key, 'v', 'ver', 'seq', 'c', 'u', 'x')
+  if h[2] then
+    local o = #out
+    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = key, h[1], h[2], h[3]
+    out[o + 5], out[o + 6], out[o + 7] = h[4], h[5], h[6] or ''
+  end
+end
+return out
+"""
+
+# ARGV: prefix, ns, now.  Reply: live items of the namespace.
+_COUNT_LUA = r"""#!lua flags=no-writes
+local P, ns = ARGV[1], ARGV[2]
+return redis.call('ZCARD', P .. 'k:' .. ns) - redis.call('ZCOUNT', P .. 'x:' .. ns, '-inf', ARGV[3])
+"""
+
+# ARGV: prefix.  Reply: {oldest retained seq or 0, last seq}.
+_BOUNDS_LUA = r"""#!lua flags=no-writes
+local logkey = ARGV[1] .. 'log'
+local first = redis.call('XRANGE', logkey, '-', '+', 'COUNT', 1)
+if #first == 0 then return {0, 0} end
+local last = redis.call('XREVRANGE', logkey, '+', '-', 'COUNT', 1)
+return {tonumber(string.sub(first[1][1], 3)), tonumber(string.sub(last[1][1], 3))}
+"""
+
+
+class _Conn(Protocol):
+    """The part of redis-py's Connection used on the hot path (redis-py leaves it untyped)."""
+
+    def pack_command(self, *args: Any) -> list[bytes]: ...
+
+    def send_packed_command(self, command: list[bytes], check_health: bool = True) -> None: ...
+
+    def read_response(self) -> Any: ...
+
+    def can_read(self, timeout: float = 0) -> bool: ...
+
+    def disconnect(self, *args: Any) -> None: ...
+
+
+class _Script:
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
+_WRITE = _Script(_WRITE_LUA)
+_SWEEP = _Script(_SWEEP_LUA)
+_SCAN = _Script(_SCAN_LUA)
+_GET_MANY = _Script(_GET_MANY_LUA)
+_COUNT = _Script(_COUNT_LUA)
+_BOUNDS = _Script(_BOUNDS_LUA)
+_SCRIPTS = (_WRITE, _SWEEP, _SCAN, _GET_MANY, _COUNT, _BOUNDS)
+
+_OPS = {OP_PUT: b"0", OP_DELETE: b"1", OP_REWRAP: b"3"}
+_OP_NAMES_BY_CODE: dict[bytes, str] = {b"0": "put", b"1": "delete", b"2": "expire"}
+_HASH_FIELDS = ("v", "ver", "seq", "c", "u", "x")
+
+
+def _num(x: float) -> str:
+    """A float as the exact text Lua's ``tonumber`` reads back to the same double."""
+    return repr(float(x))
+
+
+def _text(b: bytes | str) -> str:
+    return b.decode() if isinstance(b, bytes) else b
+
+
+def _glob_escape(s: str) -> str:
+    """``s`` with the glob characters of ``SCAN MATCH`` escaped."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in s)
+
+
+# -- persistence ---------------------------------------------------------------------------
+
+
+def persistence_mode(
+    config: dict[str, str] | None, info: dict[str, Any]
+) -> tuple[str, bool, dict[str, Any]]:
+    """Describe the server's persistence: ``(summary, durable, details)``.
+
+    ``config`` holds ``CONFIG GET appendonly / appendfsync / save`` (None where
+    CONFIG is disabled, as on several managed services); ``info`` is ``INFO
+    persistence``.  ``durable`` means an acknowledged write survives a killed server
+    process (the AOF is written before the reply).
+    """
+    details: dict[str, Any] = {}
+    if config is not None:
+        aof = config.get("appendonly", "no") == "yes"
+        fsync = config.get("appendfsync", "everysec")
+        save = config.get("save", "").strip()
+        details.update(appendonly=aof, appendfsync=fsync, save=save, source="CONFIG GET")
+    else:
+        aof = str(info.get("aof_enabled", 0)) == "1"
+        fsync = "unknown"
+        save = "unknown"
+        details.update(appendonly=aof, source="INFO persistence (CONFIG GET is not allowed)")
+    for name in ("rdb_last_save_time", "rdb_changes_since_last_save", "aof_last_write_status"):
+        if name in info:
+            details[name] = info[name]
+    rdb = "" if save in ("", "unknown") else f"; RDB snapshots too (save {save})"
+    if aof:
+        if fsync == "always":
+            text = (
+                "AOF, appendfsync always: every write is fsynced before Redis replies — it "
+                "survives a server crash and a power loss"
+            )
+        elif fsync == "no":
+            text = (
+                "AOF, appendfsync no: survives a killed server process; a power loss may lose "
+                "what the OS had not flushed yet (up to ~30 s)"
+            )
+        elif fsync == "everysec":
+            text = (
+                "AOF, appendfsync everysec: survives a killed server process; a power loss may "
+                "lose about the last second of writes"
+            )
+        else:
+            text = "AOF (fsync policy unknown: CONFIG GET is not allowed): survives a killed "
+            text += "server process"
+        return text + rdb, True, details
+    if save == "unknown":
+        return (
+            "no AOF; RDB snapshot settings unknown (CONFIG GET is not allowed): writes since "
+            "the last snapshot, if any, are lost when the server stops",
+            False,
+            details,
+        )
+    if save:
+        return (
+            f"RDB snapshots only (save {save}): writes since the last snapshot are lost when "
+            "the server stops uncleanly",
+            False,
+            details,
+        )
+    return "none (no RDB, no AOF): data is lost when the server stops", False, details
+
+
+# -- the backend ---------------------------------------------------------------------------
+
+
+class RedisBackend:
+    """Backend over one Redis server, every key under ``prefix`` (see the module docstring)."""
+
+    name = "redis"
+    capabilities = Capabilities(durable=False, multi_process=True, native_query=False)
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 6379,
+        db: int = 0,
+        username: str | None = None,
+        password: str | None = None,
+        ssl: bool = False,
+        prefix: str = DEFAULT_PREFIX,
+        max_query_scan: int = DEFAULT_MAX_QUERY_SCAN,
+        socket_timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+        ssl_options: dict[str, Any] | None = None,
+        max_batch: int = 512,
+    ) -> None:
+        if not isinstance(prefix, str):
+            raise ConfigError("store.url", "the Redis key prefix must be a string")
+        if max_query_scan < 1:
+            raise ConfigError("store.url", f"max_query_scan must be >= 1, got {max_query_scan}")
+        self.prefix = prefix
+        self.max_query_scan = max_query_scan
+        self._where = f"redis at {host}:{port}/{db}"
+        self._block = min(WATCH_BLOCK, socket_timeout / 2)
+        self._closed = False
+        kwargs: dict[str, Any] = dict(ssl_options or {})
+        if ssl:
+            kwargs["ssl"] = True
+        self._r = redis.Redis(
+            host=host,
+            port=port,
+            db=db,
+            username=username,
+            password=password,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout,
+            # Never resend a command on its own: a lost reply to a write does not say
+            # whether it applied.  Reads retry once themselves (see _read).
+            retry=Retry(NoBackoff(), 0),
+            client_name="clawstate",
+            **kwargs,
+        )
+        p = prefix
+        self._k_log = p + "log"
+        self._k_namespaces = p + "namespaces"
+        self._k_bytes = p + "bytes"
+        self._k_meta = p + "meta"
+        #: redis-py leaves execute_command untyped; pooled commands go through this
+        self._pooled: Callable[..., Any] = self._r.execute_command
+        self._local = threading.local()
+        self._conns: weakref.WeakSet[_Conn] = weakref.WeakSet()
+        self._conns_lock = threading.Lock()
+        self._committer: GroupCommitter[WriteUnit, list[Outcome]] = GroupCommitter(
+            self._run_batch, max_batch=max_batch
+        )
+        self._open()
+
+    @classmethod
+    def from_url(cls, url: ParsedUrl, config: Config) -> RedisBackend:
+        """The backend a ``redis://`` / ``rediss://`` URL names (``config`` is the store's)."""
+        params = dict(url.params)
+        unknown = sorted(set(params) - set(_URL_PARAMS))
+        if unknown:
+            raise ConfigError(
+                "store.url",
+                f"unknown Redis URL parameter(s) {', '.join(unknown)}; known: "
+                + ", ".join(_URL_PARAMS),
+            )
+
+        def number(name: str, default: float, kind: Callable[[str], float] = float) -> Any:
+            raw = params.get(name)
+            if raw is None:
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ConfigError(
+                    "store.url", f"the Redis URL parameter {name} must be a number, got {raw!r}"
+                ) from None
+            if not value > 0:
+                raise ConfigError(
+                    "store.url", f"the Redis URL parameter {name} must be > 0, got {raw!r}"
+                )
+            return value
+
+        ssl_options: dict[str, Any] = {}
+        if url.scheme == "rediss":
+            if "ssl_ca_certs" in params:
+                ssl_options["ssl_ca_certs"] = params["ssl_ca_certs"]
+            if "ssl_cert_reqs" in params:
+                reqs = params["ssl_cert_reqs"]
+                if reqs not in ("required", "optional", "none"):
+                    raise ConfigError(
+                        "store.url",
+                        f"ssl_cert_reqs must be required, optional or none, got {reqs!r}",
+                    )
+                ssl_options["ssl_cert_reqs"] = reqs
+        elif "ssl_ca_certs" in params or "ssl_cert_reqs" in params:
+            raise ConfigError("store.url", "ssl_* parameters need a rediss:// URL")
+        return cls(
+            host=url.host or "127.0.0.1",
+            port=url.port or 6379,
+            db=int(url.database or 0),
+            username=url.username,
+            password=url.password,
+            ssl=url.scheme == "rediss",
+            prefix=params.get("prefix", DEFAULT_PREFIX),
+            max_query_scan=number("max_query_scan", DEFAULT_MAX_QUERY_SCAN, int),
+            socket_timeout=number("socket_timeout", 10.0),
+            connect_timeout=number("connect_timeout", 5.0),
+            ssl_options=ssl_options,
+        )
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _open(self) -> None:
+        """Check the server, the schema marker and persistence; load the scripts."""
+        try:
+            info = self._r.info("server")
+            version = str(info.get("redis_version", "0"))
+            major_minor = tuple(int(x) for x in version.split(".")[:2])
+            if major_minor < (7, 0):
+                raise ConfigError(
+                    "store.url",
+                    f"{self._where} runs Redis {version}; clawstate needs Redis 7.0 or newer "
+                    "(script flags, XTRIM MINID, exclusive XRANGE)",
+                )
+            self.server_version = version
+            mode = str(info.get("redis_mode", "standalone"))
+            if mode != "standalone":
+                raise ConfigError(
+                    "store.url",
+                    f"{self._where} runs in {mode} mode; clawstate's Redis backend needs a "
+                    "standalone (or primary/replica) server: one script touches a store's "
+                    "items, indexes and log together",
+                )
+            self._r.hsetnx(self._k_meta, "schema", SCHEMA_VERSION)
+            found = int(cast(bytes, self._r.hget(self._k_meta, "schema")) or 0)
+            if found > SCHEMA_VERSION:
+                raise ConfigError(
+                    "store.url",
+                    f"the keys under prefix {self.prefix!r} have schema version {found}; this "
+                    f"clawstate understands up to {SCHEMA_VERSION} — upgrade clawstate",
+                )
+            for script in _SCRIPTS:
+                self._r.script_load(script.source)
+            summary, durable, _ = self._persistence()
+        except redis.AuthenticationError as exc:
+            self._r.close()
+            raise ConfigError("store.url", f"{self._where}: authentication failed: {exc}") from exc
+        except RedisError as exc:
+            self._r.close()
+            raise self._translate(exc, "open") from exc
+        except ClawStateError:
+            self._r.close()
+            raise
+        self.persistence = summary
+        self.capabilities = Capabilities(durable=durable, multi_process=True, native_query=False)
+
+    def _persistence(self) -> tuple[str, bool, dict[str, Any]]:
+        info = self._r.info("persistence")
+        config: dict[str, str] | None
+        try:
+            config = {}
+            for name in ("appendonly", "appendfsync", "save"):
+                got = cast(dict[str, str], self._r.config_get(name))
+                config.update({_text(k): _text(v) for k, v in got.items()})
+        except redis.ResponseError:  # CONFIG renamed or refused (managed services)
+            config = None
+        return persistence_mode(config, info)
+
+    def _translate(self, exc: RedisError, what: str) -> ClawStateError:
+        """Turn a driver error into the clawstate tree (the backend's edge)."""
+        if self._closed:
+            return BackendUnavailable("the store is closed")
+        if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+            return BackendUnavailable(f"{what}: {self._where} is unreachable: {exc}")
+        return BackendUnavailable(f"{what}: {self._where} refused: {exc}")
+
+    def _evalsha(self, script: _Script, args: Sequence[Any]) -> Any:
+        """EVALSHA ``script``; on NOSCRIPT (the server lost its cache) load it and retry once."""
+        try:
+            return self._call("EVALSHA", script.sha, 1, self._k_log, *args)
+        except NoScriptError:
+            self._call("SCRIPT", "LOAD", script.source)
+            return self._call("EVALSHA", script.sha, 1, self._k_log, *args)
+
+    def _conn(self) -> _Conn:
+        """This thread's own connection (opened on first use, outside the pool)."""
+        local = self._local
+        conn: _Conn | None = getattr(local, "conn", None)
+        now = time.monotonic()
+        if conn is None or local.generation != _fork_generation[0]:
+            if self._closed:
+                raise BackendUnavailable("the store is closed")
+            pool = self._r.connection_pool
+            conn = cast(_Conn, pool.connection_class(**pool.connection_kwargs))
+            local.conn, local.generation = conn, _fork_generation[0]
+            with self._conns_lock:
+                self._conns.add(conn)
+        elif now - local.last > IDLE_PROBE:
+            # A socket the server closed while we were idle (a restart, a timeout) would
+            # fail the next command after sending it — ambiguous for a write.  A poll
+            # without a round trip finds it first; a fresh connection replaces it.
+            try:
+                if conn.can_read(0):  # data nobody asked for: not ours to read
+                    conn.disconnect()
+            except (RedisError, OSError):
+                conn.disconnect()
+        local.last = now
+        return conn
+
+    def _call(self, *args: Any) -> Any:
+        """One command on this thread's connection, its raw reply (no response callbacks).
+
+        The hot path: redis-py's client layer (pool checkout, retry wrapper, callbacks)
+        costs about as much as a localhost round trip, and every thread has its own
+        connection, as with the SQLite backend.  A reply that was not read completely
+        (an error, an interrupt) drops the connection, so the next command cannot read
+        a stale reply; an error *reply* leaves it usable.
+        """
+        conn = self._conn()
+        try:
+            conn.send_packed_command(conn.pack_command(*args), check_health=False)
+            return conn.read_response()
+        except ResponseError:
+            raise
+        except BaseException:
+            conn.disconnect()
+            raise
+
+    def _read(self, what: str, fn: Callable[[], T]) -> T:
+        """Run a read; retry once on a broken connection (reads are safe to repeat)."""
+        if self._closed:
+            raise BackendUnavailable("the store is closed")
+        try:
+            return fn()
+        except (redis.ConnectionError, redis.TimeoutError):
+            if self._closed:
+                raise BackendUnavailable("the store is closed") from None
+        except RedisError as exc:
+            raise self._translate(exc, what) from exc
+        try:
+            return fn()
+        except RedisError as exc:
+            raise self._translate(exc, what) from exc
+
+    def _ik(self, namespace: str, key: str) -> str:
+        return f"{self.prefix}i:{namespace}/{key}"
+
+    # -- writes ----------------------------------------------------------------------
+
+    def write(self, unit: WriteUnit) -> list[Outcome]:
+        if self._closed:
+            raise BackendUnavailable("the store is closed")
+        return self._committer.submit(unit)
+
+    def _run_batch(self, units: list[WriteUnit]) -> list[list[Outcome] | BaseException]:
+        """Commit ``units`` in ONE script call; each unit succeeds or fails on its own."""
+        results: list[list[Outcome] | BaseException | None] = [None] * len(units)
+        args: list[Any] = [self.prefix, 0]
+        sent: list[int] = []
+        for i, unit in enumerate(units):
+            problem = self._encode_unit(unit, args)
+            if problem is not None:
+                results[i] = problem
+            else:
+                sent.append(i)
+        if sent:
+            args[1] = len(sent)
+            try:
+                replies = cast(list[list[Any]], self._evalsha(_WRITE, args))
+            except RedisError as exc:
+                err = self._translate(exc, "write")
+                if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+                    err = BackendUnavailable(
+                        f"{err}; the write may or may not have been applied — retry it with an "
+                        "idempotency key to apply it exactly once"
+                    )
+                for i in sent:
+                    results[i] = err
+            else:
+                for i, reply in zip(sent, replies, strict=True):
+                    results[i] = self._decode_reply(units[i], reply)
+        return cast(list[list[Outcome] | BaseException], results)
+
+    @staticmethod
+    def _encode_unit(unit: WriteUnit, args: list[Any]) -> ClawStateError | None:
+        """Append ``unit`` to the script's ARGV; an error (nothing appended) if it is malformed."""
+        if getattr(unit, "events", None):
+            return InvalidRequest(
+                "events", "the Redis backend keeps no event store (capabilities.events is False)"
+            )
+        out: list[Any] = []
+        for w in unit.writes:
+            code = _OPS.get(w.op)
+            if code is None:
+                return InvalidRequest("op", f"unknown write op {w.op}")
+            if w.op != OP_DELETE and w.value is None:
+                return InvalidRequest("value", f"a {OP_NAMES.get(w.op, 'rewrap')} needs a value")
+            out += (
+                code,
+                w.namespace,
+                w.key,
+                b"" if w.value is None else w.value,
+                b"" if w.expires_at is None else _num(w.expires_at),
+                b"" if w.if_version is None else w.if_version,
+                b"1" if w.if_absent else b"",
+                b"1" if w.log_value else b"",
+                b"" if w.seq is None else w.seq,
+            )
+        now = unit.now
+        idem = unit.idempotency_key
+        if idem is None:
+            args += (_num(now), b"", b"", b"", 0, len(unit.writes))
+        else:
+            expires = (
+                unit.idempotency_expires_at if unit.idempotency_expires_at is not None else now
+            )
+            ttl_ms = max(1, int((expires - now + IDEMPOTENCY_GRACE) * 1000))
+            args += (_num(now), idem, unit.fingerprint, _num(expires), ttl_ms, len(unit.writes))
+        args += out
+        return None
+
+    @staticmethod
+    def _decode_reply(unit: WriteUnit, reply: list[Any]) -> list[Outcome] | ClawStateError:
+        kind = reply[0]
+        if kind == b"o":
+            flat: bytes = reply[1]
+            if not flat:
+                return []
+            f = flat.split(b"\0")
+            return [
+                Outcome(
+                    f[i].decode(),
+                    f[i + 1].decode(),
+                    int(f[i + 2]),
+                    f[i + 3] == b"1",
+                    int(f[i + 4]),
+                    int(f[i + 5]),
+                    float(f[i + 6]),
+                    float(f[i + 7]),
+                    float(f[i + 8]) if f[i + 8] else None,
+                )
+                for i in range(0, len(f), 9)
+            ]
+        if kind == b"c":
+            w = unit.writes[int(reply[1])]
+            actual = None if reply[3] in (b"", "") else int(reply[3])
+            expected: int | str | None = "absent" if reply[2] == b"a" else w.if_version
+            return VersionConflict(w.key, expected, actual, namespace=w.namespace)
+        idem = unit.idempotency_key
+        return InvalidRequest(
+            "idempotency_key", f"{idem!r} was already used for a different request"
+        )
+
+    # -- reads -----------------------------------------------------------------------
+
+    @staticmethod
+    def _items(namespace: str, flat: list[Any], now: float | None) -> list[StoredItem]:
+        """Items from a script's flat reply (7 fields each), the expired ones dropped
+        unless ``now`` is None."""
+        out: list[StoredItem] = []
+        for i in range(0, len(flat), 7):
+            x = flat[i + 6]
+            expires = float(x) if x else None
+            if now is not None and expires is not None and expires <= now:
+                continue
+            out.append(
+                StoredItem(
+                    namespace,
+                    flat[i].decode(),
+                    flat[i + 1],
+                    int(flat[i + 2]),
+                    int(flat[i + 3]),
+                    float(flat[i + 4]),
+                    float(flat[i + 5]),
+                    expires,
+                )
+            )
+        return out
+
+    def get(self, namespace: str, key: str, now: float) -> StoredItem | None:
+        ik = self._ik(namespace, key)
+        h = cast(
+            list[Any],
+            self._read("get", lambda: self._call("HMGET", ik, *_HASH_FIELDS)),
+        )
+        if h[1] is None:
+            return None
+        x = h[5]
+        expires = None if x is None else float(x)
+        if expires is not None and expires <= now:
+            return None
+        return StoredItem(
+            namespace, key, h[0], int(h[1]), int(h[2]), float(h[3]), float(h[4]), expires
+        )
+
+    def get_many(self, namespace: str, keys: Sequence[str], now: float) -> list[StoredItem]:
+        unique = list(dict.fromkeys(keys))
+        out: list[StoredItem] = []
+        for start in range(0, len(unique), _PAGE):
+            chunk = unique[start : start + _PAGE]
+            args = [self.prefix, namespace, *chunk]
+            flat = cast(list[Any], self._read("get_many", partial(self._evalsha, _GET_MANY, args)))
+            out.extend(self._items(namespace, flat, now))
+        return out
+
+    def _scan(
+        self,
+        namespace: str,
+        prefix: str,
+        after: str | None,
+        limit: int,
+        now: float | None,
+    ) -> list[StoredItem]:
+        if after is not None and after.encode() >= prefix.encode():
+            low = "(" + after
+        else:
+            low = "[" + prefix if prefix else "-"
+        upper = prefix_upper_bound(prefix) if prefix else None
+        high = "+" if upper is None else "(" + upper
+        args = [self.prefix, namespace, low, high, limit, "" if now is None else _num(now)]
+        flat = cast(list[Any], self._read("scan", lambda: self._evalsha(_SCAN, args)))
+        return self._items(namespace, flat, now)
+
+    def scan(
+        self, namespace: str, prefix: str, after: str | None, limit: int, now: float
+    ) -> list[StoredItem]:
+        if limit <= 0:
+            return []
+        return self._scan(namespace, prefix, after, limit, now)
+
+    def _iter(self, namespace: str, now: float | None) -> Iterator[StoredItem]:
+        after: str | None = None
+        while True:
+            page = self._scan(namespace, "", after, _PAGE, now)
+            yield from page
+            if len(page) < _PAGE:
+                return
+            after = page[-1].key
+
+    def iter_items(self, namespace: str) -> Iterator[StoredItem]:
+        return self._iter(namespace, None)
+
+    def query(
+        self, namespace: str, query: Query, decode: Decoder, now: float
+    ) -> tuple[list[StoredItem], str | None]:
+        from ..query import run_query
+
+        live = self.count(namespace, now)
+        if live > self.max_query_scan:
+            raise InvalidRequest(
+                "query",
+                f"namespace {namespace!r} holds {live} items, more than max_query_scan "
+                f"({self.max_query_scan}): on Redis a query scans every item of the namespace "
+                "and filters in Python; raise ?max_query_scan= in the store URL knowingly, or "
+                "keep queryable namespaces on PostgreSQL or SQLite",
+                limit=self.max_query_scan,
+            )
+        return run_query(query, ((it.key, decode(it), it) for it in self._iter(namespace, now)))
+
+    def count(self, namespace: str, now: float) -> int:
+        args = [self.prefix, namespace, _num(now)]
+        return int(self._read("count", lambda: self._evalsha(_COUNT, args)))
+
+    # -- change log ------------------------------------------------------------------
+
+    def changes(self, after_seq: int, limit: int, namespace: str | None = None) -> list[Change]:
+        out: list[Change] = []
+        start = f"(0-{after_seq}" if after_seq > 0 else "-"
+        want = namespace.encode() if namespace is not None else None
+        batch = limit if namespace is None else max(limit, 500)
+        while len(out) < limit:
+            rows = cast(
+                list[list[Any]],
+                self._read(
+                    "changes",
+                    partial(self._call, "XRANGE", self._k_log, start, "+", "COUNT", batch),
+                ),
+            )
+            for entry_id, fields in rows:
+                f = dict(zip(fields[::2], fields[1::2], strict=True))
+                ns = f[b"ns"]
+                if want is not None and ns != want:
+                    continue
+                out.append(
+                    Change(
+                        int(entry_id[2:]),
+                        ns.decode(),
+                        f[b"key"].decode(),
+                        _OP_NAMES_BY_CODE[f[b"op"]],  # type: ignore[arg-type]
+                        int(f[b"ver"]),
+                        float(f[b"ts"]),
+                    )
+                )
+                if len(out) >= limit:
+                    break
+            if len(rows) < batch:
+                break
+            start = "(" + rows[-1][0].decode()
+        return out
+
+    def _bounds(self) -> tuple[int, int]:
+        got = cast(list[int], self._read("last_seq", lambda: self._evalsha(_BOUNDS, [self.prefix])))
+        return int(got[0]), int(got[1])
+
+    def last_seq(self) -> int:
+        """The newest log entry's ID: the sweep never trims it, so it is the last seq."""
+        top = self._read(
+            "last_seq", partial(self._call, "XREVRANGE", self._k_log, "+", "-", "COUNT", 1)
+        )
+        return int(top[0][0][2:]) if top else 0
+
+    def first_seq(self) -> int:
+        first, last = self._bounds()
+        return first if first else last + 1
+
+    def wait_for_change(self, after_seq: int, timeout: float) -> bool:
+        """``XREAD BLOCK`` on the log: returns as soon as an entry after ``after_seq`` exists.
+
+        The newest log entry is never trimmed and its ID is the last seq, so "an entry
+        after ``after_seq`` exists" is exactly "a change after ``after_seq`` committed".
+        """
+        deadline = time.monotonic() + timeout
+        start = f"0-{max(after_seq, 0)}"
+        while True:
+            if self._closed:
+                return False
+            block = min(deadline - time.monotonic(), self._block)
+            if block <= 0:
+                return self.last_seq() > after_seq
+            try:
+                got = self._pooled(
+                    "XREAD",
+                    "COUNT",
+                    1,
+                    "BLOCK",
+                    max(1, int(block * 1000)),
+                    "STREAMS",
+                    self._k_log,
+                    start,
+                )
+            except RedisError as exc:
+                if self._closed:
+                    return False
+                raise self._translate(exc, "watch") from exc
+            if got:
+                return True
+
+    # -- maintenance -----------------------------------------------------------------
+
+    def sweep(self, now: float, changelog_before: float) -> SweepResult:
+        args = [
+            self.prefix,
+            _num(now),
+            _num(changelog_before),
+            SWEEP_MAX_EXPIRE,
+            SWEEP_MAX_IDEMPOTENCY,
+            SWEEP_MAX_TRIM,
+        ]
+        if self._closed:
+            raise BackendUnavailable("the store is closed")
+        try:
+            got = cast(list[int], self._evalsha(_SWEEP, args))
+        except RedisError as exc:
+            raise self._translate(exc, "sweep") from exc
+        return SweepResult(expired=int(got[0]), idempotency_keys=int(got[1]), changes=int(got[2]))
+
+    def namespaces(self) -> list[str]:
+        got = cast(
+            set[bytes], self._read("namespaces", lambda: self._r.smembers(self._k_namespaces))
+        )
+        return sorted(_text(n) for n in got)
+
+    def stats(self) -> dict[str, Any]:
+        def collect() -> dict[str, Any]:
+            names = self.namespaces()
+            pipe = self._r.pipeline(transaction=False)
+            for name in names:
+                pipe.zcard(f"{self.prefix}k:{name}")
+                pipe.hget(self._k_bytes, name)
+            pipe.xlen(self._k_log)
+            pipe.info("memory")
+            pipe.info("replication")
+            pipe.config_get("maxmemory-policy")
+            got = pipe.execute(raise_on_error=False)
+            per_ns = {
+                name: {"items": int(got[2 * i]), "bytes": int(got[2 * i + 1] or 0)}
+                for i, name in enumerate(names)
+            }
+            rows, memory, replication, policy_reply = got[-4:]
+            if not isinstance(replication, dict):
+                replication = {}
+            summary, durable, details = self._persistence()
+            first, last = self._bounds()
+            policy = (
+                _text(next(iter(policy_reply.values()), b"unknown"))
+                if isinstance(policy_reply, dict)
+                else "unknown"
+            )
+            warnings = []
+            if policy not in ("noeviction", "unknown"):
+                warnings.append(
+                    f"maxmemory-policy is {policy}: Redis may evict clawstate's keys under memory "
+                    "pressure and lose data silently; set it to noeviction"
+                )
+            if not durable:
+                warnings.append(f"persistence: {summary}")
+            if replication.get("role") == "slave":
+                warnings.append("connected to a replica: writes will fail (READONLY)")
+            return {
+                "backend": "redis",
+                "server": self._where,
+                "server_version": self.server_version,
+                "prefix": self.prefix,
+                "schema_version": SCHEMA_VERSION,
+                "persistence": summary,
+                "persistence_details": details,
+                "durable": durable,
+                "maxmemory_policy": policy,
+                "role": replication.get("role", "unknown"),
+                "replicas": int(replication.get("connected_slaves", 0)),
+                "used_memory": int(memory.get("used_memory", 0)) if isinstance(memory, dict) else 0,
+                "namespaces": per_ns,
+                "bytes_are": "the sum of the stored (encoded) value lengths; Redis's per-key "
+                "overhead, the indexes and the change log come on top (see used_memory)",
+                "max_query_scan": self.max_query_scan,
+                "changelog": {"first_seq": first, "last_seq": last, "rows": int(rows)},
+                "group_commit": self._committer.stats(),
+                "warnings": warnings,
+            }
+
+        return self._read("stats", collect)
+
+    def check(self) -> tuple[list[str], dict[str, int]]:
+        return self._read("check", self._check)
+
+    def _check(self) -> tuple[list[str], dict[str, int]]:
+        r = self._r
+        p = self.prefix
+        problems: list[str] = []
+        first, last = self._bounds()
+        if r.exists(self._k_log):
+            generated = _text(r.xinfo_stream(self._k_log)["last-generated-id"])
+            if generated != f"0-{last}":
+                problems.append(
+                    f"the change log generated ID {generated} but its newest entry is 0-{last}: "
+                    "the newest entry must never be trimmed"
+                )
+        names = self.namespaces()
+        # One pass over the keyspace: every item hash and key index under the prefix.
+        hashes: dict[str, set[str]] = {}
+        indexed: set[str] = set()
+        item_tag, index_tag = f"{p}i:".encode(), f"{p}k:".encode()
+        for raw in r.scan_iter(match=_glob_escape(p) + "[ik]:*", count=1000):
+            name = cast(bytes, raw)
+            if name.startswith(item_tag):
+                raw_ns, sep, raw_key = name[len(item_tag) :].partition(b"/")
+                if sep:
+                    hashes.setdefault(raw_ns.decode(), set()).add(raw_key.decode())
+            elif name.startswith(index_tag):
+                indexed.add(name[len(index_tag) :].decode())
+        for ns in sorted(indexed - set(names)):
+            problems.append(f"namespace {ns!r} has a key index but is missing from {p}namespaces")
+        items = logged = 0
+        for ns in names:
+            members = [_text(m) for m in cast(list[bytes], r.zrange(f"{p}k:{ns}", 0, -1))]
+            scores = {
+                _text(m): float(sc)
+                for m, sc in cast(list[Any], r.zrange(f"{p}x:{ns}", 0, -1, withscores=True))
+            }
+            member_set = set(members)
+            for key in sorted(hashes.get(ns, set()) - member_set):
+                problems.append(f"{ns}/{key}: item hash missing from the key index")
+            for key in sorted(set(scores) - member_set):
+                problems.append(f"{ns}/{key}: in the expiry index but not in the key index")
+            total_bytes = 0
+            with_seq: list[tuple[str, int, int]] = []
+            for start in range(0, len(members), _PAGE):
+                chunk = members[start : start + _PAGE]
+                pipe = r.pipeline(transaction=False)
+                for key in chunk:
+                    pipe.hmget(self._ik(ns, key), "ver", "seq", "c", "u", "x", "n")
+                    pipe.hstrlen(self._ik(ns, key), "v")
+                got = pipe.execute()
+                for j, key in enumerate(chunk):
+                    h, length = got[2 * j], int(got[2 * j + 1])
+                    where = f"{ns}/{key}"
+                    if h[0] is None:
+                        problems.append(f"{where}: in the key index but its item hash is missing")
+                        continue
+                    items += 1
+                    total_bytes += length
+                    ver, seq = int(h[0]), int(h[1])
+                    if ver < 1 or seq < 1 or float(h[3]) < float(h[2]):
+                        problems.append(f"{where}: impossible metadata (version/seq/timestamps)")
+                    if seq > last:
+                        problems.append(f"{where}: seq {seq} is beyond the last seq {last}")
+                    if h[5] is None or int(h[5]) != length:
+                        problems.append(f"{where}: its length field disagrees with its value")
+                    if h[4] is None:
+                        if key in scores:
+                            problems.append(f"{where}: in the expiry index but has no expiry")
+                    elif scores.get(key) != float(h[4]):
+                        problems.append(f"{where}: expiry index disagrees with the item")
+                    if first and seq >= first:
+                        with_seq.append((key, ver, seq))
+            counted = int(cast(bytes, r.hget(self._k_bytes, ns)) or 0)
+            if counted != total_bytes:
+                problems.append(
+                    f"{ns}: the byte counter says {counted} but the values hold {total_bytes}"
+                )
+            # Each item's last write must be its retained change-log entry.
+            for start in range(0, len(with_seq), _PAGE):
+                batch = with_seq[start : start + _PAGE]
+                pipe = r.pipeline(transaction=False)
+                for _, _, seq in batch:
+                    pipe.xrange(self._k_log, f"0-{seq}", f"0-{seq}")
+                for (key, ver, _), entries in zip(batch, pipe.execute(), strict=True):
+                    logged += 1
+                    if not entries:
+                        problems.append(f"{ns}/{key}: no change-log entry for its seq")
+                        continue
+                    f = entries[0][1]
+                    found = (f[b"ns"].decode(), f[b"key"].decode(), int(f[b"ver"]), f[b"op"])
+                    if found != (ns, key, ver, b"0"):
+                        problems.append(f"{ns}/{key}: no matching change-log row")
+        for ns in sorted(set(hashes) - set(names)):
+            problems.append(f"namespace {ns!r} has item hashes but is missing from {p}namespaces")
+        rows = int(r.xlen(self._k_log))
+        return problems, {"items": items, "changes": rows, "log_matched": logged}
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._conns_lock:
+            conns = list(self._conns)
+            self._conns = weakref.WeakSet()
+        for conn in conns:
+            try:
+                conn.disconnect()
+            except (RedisError, OSError):
+                pass
+        try:
+            self._r.close()
+            self._r.connection_pool.disconnect()
+        except RedisError:
+            pass

@@ -1,0 +1,61 @@
+"""The event store: streams, the global log, subscriptions, snapshots, aggregates, projections.
+
+``store.events`` is an :class:`EventStore`.  The pieces:
+
+* :mod:`.store` — append (optimistic concurrency, idempotent by event id,
+  atomic across streams and with state writes), read, ``read_all``, stream
+  metadata and soft delete;
+* :mod:`.subscriptions` — catch-up-then-live subscriptions, sync and async,
+  durable by name with checkpoints (at-least-once);
+* :mod:`.upcasting` — ``(type, from_version) -> function`` upcasters, chained on read;
+* :mod:`.snapshots` and :mod:`.aggregates` — latest snapshot per stream, the
+  :class:`Aggregate` base class and its :class:`Repository`;
+* :mod:`.projections` — CQRS read models whose checkpoint commits with their writes;
+* :mod:`.backend` — the read protocol a backend implements (with ``_sqlite`` and
+  ``_memory``).
+"""
+
+from __future__ import annotations
+
+from ..types import ANY, NO_STREAM, STREAM_EXISTS, AppendResult, Event, RecordedEvent
+from .aggregates import Aggregate, Repository, applies, retry_on_conflict
+from .projections import (
+    Projection,
+    ProjectionRunner,
+    ProjectionStatus,
+    ReadModel,
+    handles,
+    projection_status,
+)
+from .snapshots import Snapshot, Snapshots
+from .store import DELETED, EventFilter, EventStore, StreamMetadata, TxEvents
+from .subscriptions import Subscription
+from .upcasting import Upcasters
+
+__all__ = [
+    "ANY",
+    "DELETED",
+    "NO_STREAM",
+    "STREAM_EXISTS",
+    "Aggregate",
+    "AppendResult",
+    "Event",
+    "EventFilter",
+    "EventStore",
+    "Projection",
+    "ProjectionRunner",
+    "ProjectionStatus",
+    "ReadModel",
+    "RecordedEvent",
+    "Repository",
+    "Snapshot",
+    "Snapshots",
+    "StreamMetadata",
+    "Subscription",
+    "TxEvents",
+    "Upcasters",
+    "applies",
+    "handles",
+    "projection_status",
+    "retry_on_conflict",
+]

@@ -1,0 +1,549 @@
+"""``store.events``: append, read, subscribe — the event store's facade.
+
+Like the key/value facade, it owns validation and encoding and hands the
+backend plain records: an append becomes an :class:`~clawstate.backends.base.EventWrite`
+in a :class:`~clawstate.backends.base.WriteUnit`, so it is group-committed,
+atomic with any state writes of the same transaction, and covered by the same
+crash guarantees as every other write.  Reads come back from the backend as
+tuples and are decoded here in one loop (JSON via msgspec), with upcasters
+applied on the way out.
+
+Event data is stored as JSON text rather than through the value codec: events
+are the audit trail, so they stay readable and queryable in place
+(``json_extract`` on SQLite, ``jsonb`` on PostgreSQL) and travel unchanged to the
+HTTP and CLI layers, which speak JSON; msgspec decodes JSON about as fast as
+msgpack.  Snapshots, checkpoints and read models — state, not history — do go
+through the codec (they are items in namespaces).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+
+from .._validate import check_key
+from ..backends.base import (
+    EXPECT_ANY,
+    EXPECT_EXISTS,
+    EventRecord,
+    EventWrite,
+    Outcome,
+    StreamMeta,
+    WriteUnit,
+)
+from ..codec import _validate as _check_json
+from ..config import DEFAULT_BACKEND
+from ..errors import InvalidRequest
+from ..types import ANY, AppendResult, Event, ExpectedVersion, RecordedEvent, new_event_id
+from .backend import EventLog, EventRow, event_log
+from .upcasting import Upcasters
+
+if TYPE_CHECKING:
+    from ..store import Store, Transaction
+    from .aggregates import Aggregate, Repository
+    from .projections import Projection, ProjectionRunner, ProjectionStatus
+    from .snapshots import Snapshots
+    from .subscriptions import Subscription
+
+__all__ = [
+    "DELETED",
+    "MAX_TYPE_LENGTH",
+    "SYSTEM_NAMESPACES",
+    "EventFilter",
+    "EventStore",
+    "StreamMetadata",
+    "TxEvents",
+]
+
+#: The type of the tombstone ``delete_stream`` appends (``$``-types are clawstate's own).
+DELETED = "$deleted"
+#: Longest event type, in characters.
+MAX_TYPE_LENGTH = 256
+#: Namespaces the event store keeps its state in (items, through the codec).
+SNAPSHOTS_NS = "_snapshots"
+PROJECTIONS_NS = "_projections"
+SUBSCRIPTIONS_NS = "_subscriptions"
+SYSTEM_NAMESPACES = frozenset({SNAPSHOTS_NS, PROJECTIONS_NS, SUBSCRIPTIONS_NS})
+
+_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+_EXPECTED = {"any": EXPECT_ANY, "no_stream": 0, "stream_exists": EXPECT_EXISTS}
+_json_encode = msgspec.json.encode
+_json_decode = msgspec.json.decode
+
+A = TypeVar("A", bound="Aggregate")
+
+
+class EventFilter(msgspec.Struct, frozen=True):
+    """Which events a ``read_all`` or subscription wants: streams starting with
+    ``stream_prefix`` (``""``: all) and types in ``types`` (empty: all)."""
+
+    stream_prefix: str = ""
+    types: tuple[str, ...] = ()
+
+    def matches(self, event: RecordedEvent) -> bool:
+        return event.stream.startswith(self.stream_prefix) and (
+            not self.types or event.type in self.types
+        )
+
+
+class StreamMetadata(msgspec.Struct, frozen=True):
+    """A stream's version (0: no events) and retention settings.
+
+    ``deleted`` is True after :meth:`EventStore.delete_stream` until the stream
+    gets new events (its versions continue after the tombstone's).
+    """
+
+    stream: str
+    version: int
+    max_age: float | None = None
+    max_count: int | None = None
+    truncate_before: int | None = None
+
+    @property
+    def deleted(self) -> bool:
+        return self.version > 0 and (self.truncate_before or 0) > self.version
+
+
+def expected_code(expected: Any) -> int:
+    """The backend code of a public ``expected_version`` (:data:`~clawstate.ExpectedVersion`)."""
+    if type(expected) is int:
+        if expected >= 0:
+            return expected
+    elif isinstance(expected, str):
+        code = _EXPECTED.get(expected)
+        if code is not None:
+            return code
+    raise InvalidRequest(
+        "expected_version",
+        f"must be a version >= 0, clawstate.NO_STREAM, STREAM_EXISTS or ANY; got {expected!r}",
+    )
+
+
+def _check_stream(stream: Any, max_bytes: int) -> None:
+    check_key(stream, max_bytes, field="stream")
+
+
+def _event_id(i: int, eid: Any) -> str:
+    if type(eid) is str and _ID_RE.match(eid):
+        return eid
+    if isinstance(eid, uuid.UUID):
+        return str(eid)
+    if isinstance(eid, str):
+        try:
+            return str(uuid.UUID(eid))
+        except ValueError:
+            pass
+    raise InvalidRequest(f"events[{i}].id", f"must be a UUID (str or uuid.UUID), got {eid!r}")
+
+
+def _json_text(i: int, what: str, value: Any) -> bytes:
+    if type(value) is not dict:
+        raise InvalidRequest(
+            f"events[{i}].{what}", f"must be a JSON object (dict), got {type(value).__name__}"
+        )
+    try:
+        _check_json(value, True)
+        return _json_encode(value)
+    except InvalidRequest as exc:
+        reason = str(exc).split(": ", 1)[-1].replace("value at $", "$", 1)
+        raise InvalidRequest(f"events[{i}].{what}", reason) from None
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        # Lone surrogates and the like: _check_json admits every str.
+        raise InvalidRequest(f"events[{i}].{what}", f"cannot be encoded as JSON: {exc}") from None
+
+
+class EventStore:
+    """The event store of a :class:`~clawstate.Store` (``store.events``).
+
+    Streams are named sequences of events; every event also gets a global
+    position, gap-free and in commit order across all streams.  It lives on the
+    store's default backend; its snapshots, checkpoints and subscription state
+    live there too, in the ``_snapshots``, ``_projections`` and ``_subscriptions``
+    namespaces.
+    """
+
+    def __init__(self, store: Store, backend_name: str = DEFAULT_BACKEND) -> None:
+        backend = store._backend_named(backend_name, "*")
+        self._log: EventLog = event_log(backend, backend_name)
+        self._backend = backend
+        self.backend_name = backend_name
+        self._store = store
+        self._clock = store._clock
+        limits = store.config.limits
+        self._max_bytes = limits.max_value_bytes
+        self._max_batch = limits.max_batch
+        self._max_stream = limits.max_key_bytes
+        #: upcasters applied to every event read through this store
+        self.upcasters = Upcasters()
+        self._snapshots: Snapshots | None = None
+
+    def __repr__(self) -> str:
+        return f"<EventStore on {self._backend.name}>"
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    # -- encoding --------------------------------------------------------------------
+
+    def _records(self, events: Any) -> list[EventRecord]:
+        if type(events) is not list:
+            if isinstance(events, Event | str | bytes | dict) or not isinstance(events, Iterable):
+                raise InvalidRequest(
+                    "events", f"must be a list of clawstate.Event, got {type(events).__name__}"
+                )
+            events = list(events)
+        if not events:
+            raise InvalidRequest("events", "must not be empty")
+        if len(events) > self._max_batch:
+            raise InvalidRequest(
+                "events",
+                f"{len(events)} events; the limit is {self._max_batch} per append",
+                limit=self._max_batch,
+            )
+        out: list[EventRecord] = []
+        max_bytes = self._max_bytes
+        for i, ev in enumerate(events):
+            if type(ev) is not Event and not isinstance(ev, Event):
+                raise InvalidRequest(
+                    f"events[{i}]", f"must be a clawstate.Event, got {type(ev).__name__}"
+                )
+            t = ev.type
+            if type(t) is not str or not t or len(t) > MAX_TYPE_LENGTH or t[0] == "$":
+                raise InvalidRequest(
+                    f"events[{i}].type",
+                    f"must be a non-empty string of at most {MAX_TYPE_LENGTH} characters, not "
+                    f"starting with '$' (reserved), got {t!r}",
+                )
+            if not t.isprintable():
+                raise InvalidRequest(f"events[{i}].type", f"must be printable, got {t!r}")
+            data = _json_text(i, "data", ev.data)
+            meta = None if ev.metadata is None else _json_text(i, "metadata", ev.metadata)
+            size = len(data) + (len(meta) if meta is not None else 0)
+            if size > max_bytes:
+                raise InvalidRequest(
+                    f"events[{i}]",
+                    f"is {size} bytes of JSON (data + metadata); the limit is {max_bytes}",
+                    limit=max_bytes,
+                )
+            sv = ev.schema_version
+            if type(sv) is not int or sv < 1:
+                raise InvalidRequest(
+                    f"events[{i}].schema_version", f"must be an integer >= 1, got {sv!r}"
+                )
+            out.append(
+                EventRecord(
+                    _event_id(i, ev.id),
+                    t,
+                    data.decode(),
+                    None if meta is None or meta == b"{}" else meta.decode(),
+                    sv,
+                )
+            )
+        if len(out) > 1 and len({r.id for r in out}) != len(out):
+            seen: set[str] = set()
+            for i, r in enumerate(out):
+                if r.id in seen:
+                    raise InvalidRequest(f"events[{i}].id", f"{r.id} appears twice in the append")
+                seen.add(r.id)
+        return out
+
+    def _event_write(self, stream: Any, events: Any, expected_version: Any) -> EventWrite:
+        """The validated append."""
+        _check_stream(stream, self._max_stream)
+        code = expected_code(expected_version)
+        return EventWrite(stream, code, self._records(events))
+
+    def _write(self, writes: list[EventWrite]) -> list[Outcome]:
+        return self._backend.write(WriteUnit([], self._clock(), events=writes))
+
+    def _tx_unit(self, now: float, idem: str | None, parts: list[Any]) -> WriteUnit:
+        """The unit of a transaction holding only appends (``Namespace._unit``'s twin)."""
+        if idem is None:
+            return WriteUnit([], now)
+        from ..store import _fingerprint
+
+        check_key(idem, 256, field="idempotency_key")
+        window = self._store.config.idempotency_window
+        return WriteUnit([], now, idem, _fingerprint(parts), now + window)
+
+    # -- writes ----------------------------------------------------------------------
+
+    def append(
+        self, stream: str, events: Sequence[Event], *, expected_version: ExpectedVersion = ANY
+    ) -> AppendResult:
+        """Append ``events`` to ``stream`` atomically if its version is ``expected_version``.
+
+        Raises :class:`~clawstate.WrongExpectedVersion` (nothing written) when it is
+        not — unless these are the same event ids appended before, in which case the
+        first append's result is returned and nothing is written twice.
+        """
+        o = self._write([self._event_write(stream, events, expected_version)])[0]
+        return AppendResult(o.version, o.seq)
+
+    def append_many(
+        self, appends: Iterable[tuple[str, Sequence[Event], ExpectedVersion]]
+    ) -> list[AppendResult]:
+        """Several appends, to one or more streams, committed atomically: if one
+        expected version fails, nothing is written.  ``appends`` holds
+        ``(stream, events, expected_version)`` triples."""
+        writes: list[EventWrite] = []
+        for i, item in enumerate(appends):
+            if not isinstance(item, tuple) or len(item) != 3:
+                raise InvalidRequest(
+                    f"appends[{i}]", "must be a (stream, events, expected_version) tuple"
+                )
+            writes.append(self._event_write(*item))
+            if len(writes) > self._max_batch:
+                raise InvalidRequest(
+                    "appends", f"more than {self._max_batch} appends", limit=self._max_batch
+                )
+        if not writes:
+            return []
+        return [AppendResult(o.version, o.seq) for o in self._write(writes)]
+
+    def set_stream_metadata(
+        self,
+        stream: str,
+        *,
+        max_age: float | None = None,
+        max_count: int | None = None,
+        truncate_before: int | None = None,
+        expected_version: ExpectedVersion = ANY,
+    ) -> StreamMetadata:
+        """Replace the stream's retention settings; events they exclude are hidden from
+        stream reads at once and removed by the next sweep.  ``None`` clears a setting.
+        The global log (``read_all``, subscriptions) keeps showing events until the
+        sweep removes them: it is the audit trail."""
+        _check_stream(stream, self._max_stream)
+        code = expected_code(expected_version)
+        if max_age is not None and (
+            isinstance(max_age, bool) or not isinstance(max_age, int | float) or not max_age > 0
+        ):
+            raise InvalidRequest("max_age", f"must be a number of seconds > 0, got {max_age!r}")
+        for field, value in (("max_count", max_count), ("truncate_before", truncate_before)):
+            if value is not None and (type(value) is not int or value < 1):
+                raise InvalidRequest(field, f"must be an integer >= 1, got {value!r}")
+        meta = StreamMeta(None if max_age is None else float(max_age), max_count, truncate_before)
+        o = self._write([EventWrite(stream, code, [], meta)])[0]
+        return StreamMetadata(stream, o.version, meta.max_age, max_count, truncate_before)
+
+    def delete_stream(
+        self, stream: str, *, expected_version: ExpectedVersion = ANY
+    ) -> AppendResult:
+        """Soft-delete ``stream``: a ``$deleted`` tombstone is appended (visible in the
+        global log, so subscribers and projections learn of it) and every event up
+        to it is hidden from stream reads, then removed by the sweep.  Appending
+        again revives the stream; its versions continue after the tombstone."""
+        _check_stream(stream, self._max_stream)
+        code = expected_code(expected_version)
+        tombstone = EventRecord(new_event_id(), DELETED, "{}")
+        o = self._write([EventWrite(stream, code, [tombstone], delete=True)])[0]
+        return AppendResult(o.version, o.seq)
+
+    # -- reads -----------------------------------------------------------------------
+
+    def _decode(self, rows: list[EventRow]) -> list[RecordedEvent]:
+        dec = _json_decode
+        out = [
+            RecordedEvent(
+                r[1], r[2], r[0], r[4], dec(r[6]), dec(r[7]) if r[7] else {}, r[3], r[8], r[5]
+            )
+            for r in rows
+        ]
+        if self.upcasters:
+            upcast = self.upcasters.upcast
+            out = [upcast(e) for e in out]
+        return out
+
+    def read(
+        self,
+        stream: str,
+        from_version: int | None = None,
+        *,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        """The stream's visible events from ``from_version`` (default: the first;
+        backwards: the last), at most ``limit`` (default: all).  An unknown stream
+        reads as empty."""
+        _check_stream(stream, self._max_stream)
+        if from_version is not None and (type(from_version) is not int or from_version < 0):
+            raise InvalidRequest("from_version", f"must be an integer >= 0, got {from_version!r}")
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise InvalidRequest("limit", f"must be an integer >= 1, got {limit!r}")
+        now = self._clock()
+        if limit is not None:
+            return self._decode(
+                self._log.read_stream(stream, from_version, bool(backwards), limit, now)
+            )
+        out: list[RecordedEvent] = []
+        page = 10_000
+        start = from_version
+        while True:
+            rows = self._log.read_stream(stream, start, bool(backwards), page, now)
+            out += self._decode(rows)
+            if len(rows) < page:
+                return out
+            start = rows[-1][2] - 1 if backwards else rows[-1][2] + 1
+
+    def _read_rows(
+        self, after: int, limit: int, flt: EventFilter | None
+    ) -> tuple[list[RecordedEvent], int]:
+        if flt is None:
+            rows, end = self._log.read_all(after, limit, "", ())
+        else:
+            rows, end = self._log.read_all(after, limit, flt.stream_prefix, flt.types)
+        return self._decode(rows), end
+
+    def read_all(
+        self, from_position: int = 0, limit: int = 1000, filter: EventFilter | None = None
+    ) -> list[RecordedEvent]:
+        """Events after ``from_position`` (exclusive, like ``watch(from_seq)``: pass the
+        last position you processed; 0 reads from the start) in global order, at
+        most ``limit``, optionally filtered by stream prefix and event types."""
+        after = _check_position(from_position, "from_position")
+        limit = _check_limit(limit, self._store.config.limits.max_query_limit)
+        _check_filter(filter)
+        return self._read_rows(after, limit, filter)[0]
+
+    @property
+    def last_position(self) -> int:
+        """The newest committed global position (0: no events yet)."""
+        return self._log.last_position()
+
+    def stream_metadata(self, stream: str) -> StreamMetadata:
+        """The stream's version and retention settings."""
+        _check_stream(stream, self._max_stream)
+        version, meta = self._log.stream_state(stream)
+        if meta is None:
+            return StreamMetadata(stream, version)
+        return StreamMetadata(stream, version, meta.max_age, meta.max_count, meta.truncate_before)
+
+    # -- subscriptions -----------------------------------------------------------------
+
+    def subscribe(
+        self,
+        from_position: int | str = 0,
+        *,
+        filter: EventFilter | None = None,
+        name: str | None = None,
+        timeout: float | None = None,
+        batch: int = 500,
+        checkpoint_every: int = 100,
+    ) -> Subscription:
+        """Past events after ``from_position`` (``"end"``: only new ones), then new ones
+        as they commit: see :class:`~clawstate.events.subscriptions.Subscription`.
+
+        With ``name`` the subscription is durable: it resumes after its stored
+        checkpoint (``from_position`` applies only the first time) and delivers
+        at least once."""
+        from .subscriptions import Subscription
+
+        return Subscription(
+            self,
+            from_position,
+            filter=filter,
+            name=name,
+            timeout=timeout,
+            batch=batch,
+            checkpoint_every=checkpoint_every,
+        )
+
+    # -- snapshots, aggregates, projections ------------------------------------------------
+
+    @property
+    def snapshots(self) -> Snapshots:
+        """Latest snapshot per stream (see :class:`~clawstate.events.snapshots.Snapshots`)."""
+        if self._snapshots is None:
+            from .snapshots import Snapshots
+
+            self._snapshots = Snapshots(self)
+        return self._snapshots
+
+    def repository(self, cls: type[A], *, snapshot_every: int | None = None) -> Repository[A]:
+        """Load and save ``cls`` aggregates (a :class:`~clawstate.events.Repository`)."""
+        from .aggregates import Repository
+
+        return Repository(self, cls, snapshot_every=snapshot_every)
+
+    def projection_runner(
+        self, projections: Iterable[Projection], *, batch: int = 500
+    ) -> ProjectionRunner:
+        """A runner for ``projections`` (a :class:`~clawstate.events.ProjectionRunner`)."""
+        from .projections import ProjectionRunner
+
+        return ProjectionRunner(self, list(projections), batch=batch)
+
+    def projection_status(self) -> list[ProjectionStatus]:
+        """Every projection that has a checkpoint, with its lag."""
+        from .projections import projection_status
+
+        return projection_status(self)
+
+    def stats(self) -> dict[str, Any]:
+        """The log's positions and size, and every projection's and durable
+        subscription's position and lag (events and seconds)."""
+        from .projections import projection_status
+        from .subscriptions import subscription_status
+
+        out: dict[str, Any] = {"backend": self.backend_name, **self._log.event_stats()}
+        out["projections"] = {s.name: msgspec.structs.asdict(s) for s in projection_status(self)}
+        out["subscriptions"] = subscription_status(self)
+        return out
+
+
+def _check_position(value: Any, field: str) -> int:
+    if type(value) is not int or value < 0:
+        raise InvalidRequest(field, f"must be an integer >= 0, got {value!r}")
+    return value
+
+
+def _check_limit(limit: Any, maximum: int) -> int:
+    if type(limit) is not int or not 1 <= limit <= maximum:
+        raise InvalidRequest(
+            "limit", f"must be between 1 and {maximum}, got {limit!r}", limit=maximum
+        )
+    return limit
+
+
+def _check_filter(flt: Any) -> None:
+    if flt is None:
+        return
+    if not isinstance(flt, EventFilter):
+        raise InvalidRequest("filter", f"must be a clawstate.events.EventFilter, got {flt!r}")
+    if not isinstance(flt.stream_prefix, str):
+        raise InvalidRequest("filter.stream_prefix", "must be a string")
+    if not isinstance(flt.types, tuple) or not all(isinstance(t, str) for t in flt.types):
+        raise InvalidRequest("filter.types", "must be a tuple of event type strings")
+
+
+class TxEvents:
+    """``tx.events``: appends buffered in a transaction, committed with its writes.
+
+    After the commit, ``tx.appended`` holds one :class:`~clawstate.AppendResult` per
+    append, in order.  If an expected version fails, the whole transaction —
+    state writes included — is refused with :class:`~clawstate.WrongExpectedVersion`.
+    """
+
+    def __init__(self, tx: Transaction, events: EventStore) -> None:
+        self._tx = tx
+        self._events = events
+
+    def append(
+        self, stream: str, events: Sequence[Event], *, expected_version: ExpectedVersion = ANY
+    ) -> None:
+        write = self._events._event_write(stream, events, expected_version)
+        # The fingerprint of an idempotent transaction leaves the ids out: a retried
+        # transaction rebuilds its Event objects, and with them new ids.
+        parts = [
+            "append",
+            stream,
+            write.expected,
+            [(r.type, r.data, r.metadata) for r in write.events],
+        ]
+        self._tx._add_events(write, parts, self._events._backend)

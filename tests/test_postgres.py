@@ -1,0 +1,992 @@
+"""The PostgreSQL backend: the conformance suites, the model test, and what only a
+shared server brings — several processes, lost connections, SIGKILL, queries in SQL.
+
+Every store here lives in its own schema (``cs_test_<hex>``), dropped at teardown.
+Without a server on ``CLAWSTATE_TEST_POSTGRES_URL`` (default
+``postgresql://root@127.0.0.1:5432/test``) the tests skip, saying what to start;
+with ``CLAWSTATE_REQUIRE_SERVICES=1`` they fail instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import run_state_machine_as_test
+
+import clawstate
+from clawstate import BackendUnavailable, ConfigError, InvalidRequest, VersionConflict
+from clawstate.backends.postgres import (
+    OPAQUE_ENCRYPTED,
+    OPAQUE_NONE,
+    OPAQUE_PLAIN,
+    SCHEMA_VERSION,
+    PostgresBackend,
+    value_doc,
+)
+from clawstate.codec import Codec, CodecPolicy
+from clawstate.keyring import Keyring
+from clawstate.query import parse_query
+from clawstate.testing import FakeClock
+from clawstate.testing.conformance import (
+    AsyncStoreConformance,
+    AsyncStoreFactory,
+    Clock,
+    StoreConformance,
+    StoreFactory,
+)
+from services import POSTGRES_URL, require
+from test_model import StoreMachine
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Options every test store gets unless a test overrides them (as conftest's).
+DEFAULT_OPTIONS: dict[str, Any] = {"sweep_interval": 0}
+
+
+# -- fixtures & helpers ------------------------------------------------------------------
+
+
+def _admin() -> psycopg.Connection[Any]:
+    return psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+
+
+def _probe() -> None:
+    with _admin() as conn:
+        conn.execute("SELECT 1")
+
+
+def new_schema() -> str:
+    return f"cs_test_{uuid.uuid4().hex[:8]}"
+
+
+def url_for(schema: str, **params: object) -> str:
+    query = "&".join([f"schema={schema}", *(f"{k}={v}" for k, v in params.items())])
+    return POSTGRES_URL + ("&" if "?" in POSTGRES_URL else "?") + query
+
+
+def drop_schema(schema: str) -> None:
+    with _admin() as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def terminate(application_name: str) -> int:
+    """Cut every server connection opened under ``application_name``."""
+    with _admin() as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = %s AND pid <> pg_backend_pid()",
+            (application_name,),
+        ).fetchall()
+    return len(rows)
+
+
+def get_all(ns: clawstate.Namespace, keys: list[str]) -> dict[str, clawstate.Item]:
+    """``get_many`` in chunks the facade accepts."""
+    out: dict[str, clawstate.Item] = {}
+    for start in range(0, len(keys), 500):
+        out.update(ns.get_many(keys[start : start + 500]))
+    return out
+
+
+def backend_of(store: clawstate.Store) -> PostgresBackend:
+    backend = store.backend
+    assert isinstance(backend, PostgresBackend)
+    return backend
+
+
+@pytest.fixture
+def pg() -> None:
+    """Skip (or fail, in CI) without a reachable PostgreSQL."""
+    require("postgresql", _probe)
+
+
+@pytest.fixture
+def schemas(pg: None) -> Iterator[Callable[[], str]]:
+    """``schemas()`` -> a fresh schema name, dropped at teardown."""
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(new_schema())
+        return made[-1]
+
+    yield make
+    for schema in made:
+        drop_schema(schema)
+
+
+@pytest.fixture
+def store_factory(schemas: Callable[[], str]) -> Iterator[StoreFactory]:
+    """Overrides conftest's: every store gets a fresh schema on the test server."""
+    opened: list[clawstate.Store] = []
+
+    def factory(clock: Clock | None = None, **options: Any) -> clawstate.Store:
+        store = clawstate.open(url_for(schemas()), clock=clock, **{**DEFAULT_OPTIONS, **options})
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+async def async_store_factory(
+    schemas: Callable[[], str], anyio_backend: str
+) -> AsyncIterator[AsyncStoreFactory]:
+    opened: list[clawstate.AsyncStore] = []
+
+    def factory(clock: Clock | None = None, **options: Any) -> clawstate.AsyncStore:
+        astore = clawstate.open_async(
+            url_for(schemas()), clock=clock, **{**DEFAULT_OPTIONS, **options}
+        )
+        opened.append(astore)
+        return astore
+
+    yield factory
+    for astore in opened:
+        await astore.close()
+
+
+@pytest.fixture
+def open_pg(schemas: Callable[[], str]) -> Iterator[Callable[..., clawstate.Store]]:
+    """``open_pg(schema=None, clock=None, **url_params_and_options)``: stores closed at
+    teardown; URL parameters are the keyword arguments named in ``URL_PARAMS``."""
+    opened: list[clawstate.Store] = []
+
+    def factory(
+        schema: str | None = None, clock: Clock | None = None, **kw: Any
+    ) -> clawstate.Store:
+        params = {k: kw.pop(k) for k in list(kw) if k in URL_PARAMS}
+        store = clawstate.open(
+            url_for(schema or schemas(), **params), clock=clock, **{**DEFAULT_OPTIONS, **kw}
+        )
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
+URL_PARAMS = {"application_name", "pool_timeout", "poll_interval", "pool_max", "encrypted_query"}
+
+
+def run_child(code: str, *args: str, timeout: float = 120) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env)
+
+
+# -- the conformance suites, unchanged ---------------------------------------------------
+
+
+class TestPostgresStore(StoreConformance):
+    """The whole sync conformance suite on PostgreSQL."""
+
+
+class TestPostgresAsyncStore(AsyncStoreConformance):
+    """The async conformance suite on PostgreSQL."""
+
+
+# -- the Hypothesis model test -----------------------------------------------------------
+
+
+class PostgresStoreMachine(StoreMachine):
+    """tests/test_model.py's state machine, on a fresh schema per example."""
+
+    def __init__(self) -> None:
+        super().__init__("memory")
+        self.store.close()
+        self.schema = new_schema()
+        self.store = clawstate.open(url_for(self.schema), clock=self.clock, sweep_interval=0)
+        assert isinstance(self.store.backend, PostgresBackend)
+
+    def teardown(self) -> None:
+        super().teardown()
+        drop_schema(self.schema)
+
+
+def test_model_state_machine(pg: None) -> None:
+    run_state_machine_as_test(
+        PostgresStoreMachine,
+        settings=settings(
+            max_examples=int(os.environ.get("CLAWSTATE_TEST_PG_MODEL_EXAMPLES", "50")),
+            stateful_step_count=30,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
+
+
+# -- values as jsonb documents -----------------------------------------------------------
+
+
+def test_value_doc_decides_from_the_codec_header(tmp_path: Path) -> None:
+    plain = Codec(CodecPolicy())
+    as_json = Codec(CodecPolicy(serializer="json"))
+    small = Codec(CodecPolicy(compress_above=8))
+    sealed = Codec(CodecPolicy(encrypt=True), Keyring.from_source(f"file:{tmp_path}/k.json"))
+    doc = {"a": [1, 2.5, "x"], "b": {"c": None, "d": True}}
+    for codec in (plain, as_json, small):
+        text, opaque = value_doc(codec.encode("n", "k", doc))
+        assert opaque == OPAQUE_NONE and text is not None
+        assert json.loads(text) == doc
+    assert value_doc(small.encode("n", "k", {"long": "x" * 500})) == (
+        '{"long":"' + "x" * 500 + '"}',
+        0,
+    )
+    assert value_doc(sealed.encode("n", "k", doc)) == (None, OPAQUE_ENCRYPTED)
+    assert value_doc(plain.encode("n", "k", b"raw")) == (None, OPAQUE_NONE)
+    # What jsonb cannot hold exactly is kept out of it (queried in Python instead).
+    for odd in ({"x": float("nan")}, [float("inf")], {"s": "a\x00b"}, {"a\x00": 1}, [b"x"]):
+        assert value_doc(plain.encode("n", "k", odd)) == (None, OPAQUE_PLAIN), odd
+    assert value_doc(as_json.encode("n", "k", {"s": "a\x00b"})) == (None, OPAQUE_PLAIN)
+    # Bytes that merely look suspicious (0xc4 in UTF-8 text) still get a document.
+    assert value_doc(plain.encode("n", "k", {"s": "Ą"}))[1] == OPAQUE_NONE
+
+
+def test_documents_are_stored_and_checked(open_pg: Callable[..., clawstate.Store]) -> None:
+    store = open_pg()
+    ns = store.namespace("d")
+    ns.put("plain", {"n": 1})
+    ns.put("nan", {"n": float("nan")})
+    ns.put("raw", b"\x00\x01")
+    b = backend_of(store)
+    with _admin() as conn:
+        rows = conn.execute(
+            f'SELECT key, doc, opaque FROM "{b.schema}".items ORDER BY key'
+        ).fetchall()
+        assert rows == [("nan", None, OPAQUE_PLAIN), ("plain", {"n": 1}, 0), ("raw", None, 0)]
+        assert store.check().ok
+        conn.execute(f"""UPDATE "{b.schema}".items SET doc = '{{"n": 2}}' WHERE key = 'plain'""")
+    report = store.check()
+    assert not report.ok and "d/plain: its jsonb document does not match" in report.problems[0]
+
+
+# -- queries in SQL ----------------------------------------------------------------------
+
+PATHS = ["a", "b", "a.b", "a.0", "a.-1", "a.+1", "0", "c.x.y", "s"]
+KEYS = ["a", "b", "c", "0", "-1", "x", "y", "s"]
+OPERANDS = [
+    None,
+    True,
+    False,
+    0,
+    1,
+    1.0,
+    1.5,
+    -2,
+    2**70,
+    "",
+    "a",
+    "b",
+    "a\x00",
+    "Ą",
+    "😀",
+]
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**53), 2**53),
+    st.sampled_from([0, 1, -1, 2**63, 1.0, 1.5, -0.0, 1e300, 0.1]),
+    st.floats(-1e6, 1e6, allow_nan=False),
+    st.sampled_from(["", "a", "b", "ab", "a\x00", "Ą", "😀", "\uffff", "B"]),
+)
+docs = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(KEYS), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+odd = st.sampled_from([float("nan"), float("inf"), {"a": float("nan")}, {"a": [b"x"]}])
+values = st.one_of(docs, docs, docs, odd, st.just(b"raw bytes"))
+
+
+def leaf(path: str) -> st.SearchStrategy[dict[str, Any]]:
+    eq = st.builds(lambda o: {"EQ": {path: o}}, st.sampled_from(OPERANDS))
+    in_ = st.builds(
+        lambda os_: {"IN": {path: os_}}, st.lists(st.sampled_from(OPERANDS), min_size=1, max_size=4)
+    )
+    rng = st.builds(
+        lambda op, o: {op: {path: o}},
+        st.sampled_from(["GT", "GTE", "LT", "LTE"]),
+        st.sampled_from([0, 1, 1.5, -2, 2**70, -(2**70), "", "a", "a\x00", "b", "😀"]),
+    )
+    return st.one_of(eq, in_, rng)
+
+
+filters = st.recursive(
+    st.sampled_from(PATHS).flatmap(leaf),
+    lambda inner: st.one_of(
+        st.builds(lambda cs: {"AND": cs}, st.lists(inner, min_size=1, max_size=3)),
+        st.builds(lambda cs: {"OR": cs}, st.lists(inner, min_size=1, max_size=3)),
+    ),
+    max_leaves=4,
+)
+sorts = st.lists(
+    st.builds(
+        lambda k, o: {"key": k, "order": o},
+        st.sampled_from(PATHS),
+        st.sampled_from(["ASC", "DESC"]),
+    ),
+    max_size=2,
+    unique_by=lambda s: s["key"],
+)
+queries = st.builds(
+    lambda f, s, limit: {"filter": f, "sort": s, "page": {"limit": limit}},
+    st.one_of(st.none(), filters),
+    sorts,
+    st.integers(1, 4),
+)
+
+
+def _pages(
+    ns: clawstate.Namespace, query: dict[str, Any]
+) -> tuple[list[list[str]], list[str | None]]:
+    pages: list[list[str]] = []
+    tokens: list[str | None] = []
+    token: str | None = None
+    for _ in range(100):
+        page = ns.query({**query, "page": {**query["page"], "token": token}})
+        pages.append([it.key for it in page.items])
+        tokens.append(page.cursor)
+        token = page.cursor
+        if token is None:
+            break
+    return pages, tokens
+
+
+@pytest.fixture
+def query_stores(
+    open_pg: Callable[..., clawstate.Store],
+) -> Iterator[tuple[clawstate.Store, clawstate.Store]]:
+    reference = clawstate.open("memory://", sweep_interval=0)
+    yield open_pg(), reference
+    reference.close()
+
+
+def test_sql_queries_match_the_reference_evaluator(
+    query_stores: tuple[clawstate.Store, clawstate.Store],
+) -> None:
+    """Random documents and queries: PostgreSQL (SQL, plus Python for opaque rows)
+    returns the same pages and tokens as the in-memory reference, and tokens from
+    one resume on the other."""
+    pg_store, ref_store = query_stores
+    counter = iter(range(10**6))
+
+    @settings(
+        max_examples=int(os.environ.get("CLAWSTATE_TEST_PG_QUERY_EXAMPLES", "200")),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    @given(st.lists(values, min_size=0, max_size=12), st.lists(queries, min_size=1, max_size=3))
+    def check(items: list[Any], qs: list[dict[str, Any]]) -> None:
+        name = f"q{next(counter)}"
+        pairs = [(f"k{i:02d}", v) for i, v in enumerate(items)]
+        pg_ns, ref_ns = pg_store.namespace(name), ref_store.namespace(name)
+        if pairs:
+            pg_ns.put_many(pairs)
+            ref_ns.put_many(pairs)
+        for q in qs:
+            got, got_tokens = _pages(pg_ns, q)
+            want, want_tokens = _pages(ref_ns, q)
+            assert got == want, (q, pairs)
+            assert got_tokens == want_tokens
+            for token in want_tokens[:-1]:  # a reference token resumes on PostgreSQL
+                resumed = pg_ns.query({**q, "page": {**q["page"], "token": token}})
+                expected = ref_ns.query({**q, "page": {**q["page"], "token": token}})
+                assert [it.key for it in resumed.items] == [it.key for it in expected.items]
+
+    check()
+
+
+def test_query_uses_a_declared_expression_index(open_pg: Callable[..., clawstate.Store]) -> None:
+    store = open_pg(namespaces={"orders": {"indexes": ["status", "customer.id"]}})
+    b = backend_of(store)
+    orders = store.namespace("orders")
+    for start in range(0, 3000, 500):
+        orders.put_many(
+            [
+                (f"o{i:05d}", {"status": "rare" if i == 7 else "open", "customer": {"id": i % 50}})
+                for i in range(start, start + 500)
+            ]
+        )
+    names = [b.ensure_index("orders", "status"), b.ensure_index("orders", ("customer", "id"))]
+    assert b.ensure_index("orders", "status") == names[0]  # idempotent
+    with _admin() as conn:
+        conn.execute(f'ANALYZE "{b.schema}".items')
+        nid = b._ns_ids["orders"]
+        for doc, index in (
+            ({"filter": {"EQ": {"status": "rare"}}}, names[0]),
+            ({"filter": {"IN": {"customer.id": [3, 4]}}}, names[1]),
+            ({"filter": {"GT": {"customer.id": 48}}}, names[1]),
+        ):
+            query = parse_query(doc)
+            text, params = b.compile_query(nid, query, time.time())
+            plan = conn.execute("EXPLAIN (FORMAT JSON) " + text, params).fetchone()
+            assert plan is not None and index in json.dumps(plan[0]), (doc, plan)
+    assert [it.key for it in orders.query({"filter": {"EQ": {"status": "rare"}}}).items] == [
+        "o00007"
+    ]
+    assert (
+        len(orders.query({"filter": {"GT": {"customer.id": 48}}, "page": {"limit": 100}}).items)
+        == 60
+    )
+
+
+def test_encrypted_namespace_query_can_be_refused(
+    open_pg: Callable[..., clawstate.Store], tmp_path: Path
+) -> None:
+    store = open_pg(
+        encrypted_query="refuse",
+        namespaces={"secret": {"encrypt": True}},
+        keyring=f"file:{tmp_path}/keys.json",
+    )
+    store.namespace("secret").put("c1", {"cvv": "123"})
+    store.namespace("plain").put("c1", {"cvv": "123"})
+    with pytest.raises(
+        InvalidRequest, match="encrypted or compressed namespace cannot be queried"
+    ) as info:
+        store.namespace("secret").query({"filter": {"EQ": {"cvv": "123"}}})
+    assert info.value.field == "query"
+    assert len(store.namespace("plain").query({"filter": {"EQ": {"cvv": "123"}}}).items) == 1
+
+
+# -- schema, URL, migrations -------------------------------------------------------------
+
+
+def test_url_parameters_and_errors(pg: None, schemas: Callable[[], str]) -> None:
+    schema = schemas()
+    store = clawstate.open(url_for(schema, pool_max=3, pool_timeout=2, application_name="cs-x"))
+    try:
+        b = backend_of(store)
+        assert b.schema == schema and b._pool.max_size == 3
+        assert "application_name=cs-x" in b.conninfo
+    finally:
+        store.close()
+    with pytest.raises(ConfigError, match="schema"):
+        clawstate.open(url_for('bad"name'))
+    with pytest.raises(ConfigError, match="pool_max"):
+        clawstate.open(url_for(schemas(), pool_max="many"))
+    with pytest.raises(ConfigError, match="connection option"):
+        clawstate.open(url_for(schemas(), no_such_option=1))
+    with pytest.raises(ConfigError, match="encrypted_query"):
+        clawstate.open(url_for(schemas(), encrypted_query="maybe"))
+
+
+def test_unreachable_server_is_backend_unavailable(pg: None) -> None:
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable, match="cannot open the PostgreSQL store"):
+        clawstate.open("postgresql://root@127.0.0.1:1/test?connect_timeout=1&pool_timeout=1")
+    assert time.monotonic() - started < 10
+
+
+def test_concurrent_openers_migrate_once_and_newer_schemas_are_refused(
+    pg: None, schemas: Callable[[], str]
+) -> None:
+    schema = schemas()
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def opener() -> None:
+        try:
+            barrier.wait(10)
+            clawstate.open(url_for(schema), sweep_interval=0).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=opener) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    with _admin() as conn:
+        row = conn.execute(
+            f"SELECT value FROM \"{schema}\".meta WHERE key = 'schema_version'"
+        ).fetchone()
+        assert row == (str(SCHEMA_VERSION),)
+        conn.execute(f"UPDATE \"{schema}\".meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(ConfigError, match="schema version 99"):
+        clawstate.open(url_for(schema))
+
+
+def test_stats_report_namespaces_server_and_pool(open_pg: Callable[..., clawstate.Store]) -> None:
+    store = open_pg()
+    store.namespace("a").put_many([("x", "1234"), ("y", "5678")])
+    stats = backend_of(store).stats()
+    size = len(Codec(CodecPolicy()).encode("a", "x", "1234"))
+    assert stats["namespaces"] == {"a": {"items": 2, "bytes": 2 * size}}
+    assert stats["server_version"].split(".")[0].isdigit()
+    assert stats["pool"]["pool_max"] == 10 and "requests_num" in stats["pool"]
+    assert stats["changelog"] == {"first_seq": 1, "last_seq": 2, "rows": 2}
+    assert "synchronous_commit" in stats["durability"]
+    with backend_of(store)._pool.connection() as conn:  # no JIT on OLTP statements
+        assert conn.execute("SHOW jit").fetchone() == ("off",)
+
+
+def test_sweep_purges_expired_and_trims_the_log_keeping_its_end(
+    open_pg: Callable[..., clawstate.Store],
+) -> None:
+    clock = FakeClock()
+    store = open_pg(clock=clock, changelog_retention=100)
+    ns = store.namespace("t")
+    ns.put("gone", 1, ttl=5)
+    ns.put("stays", 2)
+    ns.put("k", 3, idempotency_key="req-1")
+    clock.advance(60)
+    result = store.sweep()
+    assert result["expired"] == 1 and result["idempotency_keys"] == 0
+    changes = list(store.watch(0, timeout=0))
+    assert [(c.key, c.op) for c in changes][-1] == ("gone", "expire")
+    assert store.last_seq == 4
+    clock.advance(86400 * 2)
+    result = store.sweep()
+    assert result["idempotency_keys"] == 1 and result["changes"] == 3
+    assert store.last_seq == 4 and backend_of(store).first_seq() == 4
+    assert ns.put("new", 1).etag == format(5, "x")  # seqs never go back
+    assert store.check().ok
+
+
+# -- group commit ------------------------------------------------------------------------
+
+
+def test_concurrent_plain_puts_share_batches_and_mixed_batches_stay_exact(
+    open_pg: Callable[..., clawstate.Store],
+) -> None:
+    store = open_pg()
+    b = backend_of(store)
+    ns = store.namespace("g")
+    ns.put("warm", 0)  # the namespace exists: plain puts may take the one-statement path
+    errors: list[BaseException] = []
+
+    def plain(t: int) -> None:
+        try:
+            for i in range(150):
+                ns.put(f"p{t}-{i % 20}", i)
+                ns.put("shared", i)  # the same key from every thread: repeats in a batch
+        except BaseException as exc:
+            errors.append(exc)
+
+    def cas(t: int) -> None:
+        try:
+            for _ in range(40):
+                while True:
+                    cur = ns.get("cas")
+                    try:
+                        if cur is None:
+                            ns.put("cas", 1, if_absent=True)
+                        else:
+                            ns.put("cas", cur.value + 1, if_version=cur.version)
+                        break
+                    except VersionConflict:
+                        pass
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=plain, args=(t,)) for t in range(8)]
+    threads += [threading.Thread(target=cas, args=(t,)) for t in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    cas_item, shared = ns.get("cas"), ns.get("shared")
+    assert cas_item is not None and cas_item.value == 120 and cas_item.version == 120
+    assert shared is not None and shared.version == 8 * 150
+    gc = b.stats()["group_commit"]
+    assert gc["bulk_batches"] > 0 and gc["general_batches"] > 0
+    assert gc["largest_batch"] > 1
+    changes = list(store.watch(0, timeout=0))
+    assert [c.seq for c in changes] == list(range(1, len(changes) + 1))
+    assert store.check().ok
+
+
+# -- several processes -------------------------------------------------------------------
+
+_CAS_CHILD = textwrap.dedent(
+    """
+    import sys, clawstate
+    url, counters, m, me = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    store = clawstate.open(url, sweep_interval=0)
+    ns = store.namespace("counters")
+    done = 0
+    while done < m:
+        key = f"c{(me + done) % counters}"
+        cur = ns.get(key)
+        try:
+            if cur is None:
+                ns.put(key, 1, if_absent=True)
+            else:
+                ns.put(key, cur.value + 1, if_version=cur.version)
+        except clawstate.VersionConflict:
+            continue
+        done += 1
+    store.close()
+    """
+)
+
+
+def test_cas_across_processes_is_exact(open_pg: Callable[..., clawstate.Store]) -> None:
+    store = open_pg()
+    b = backend_of(store)
+    url = url_for(b.schema)
+    procs = [run_child(_CAS_CHILD, url, "2", "100", str(i)) for i in range(4)]
+    for p in procs:
+        assert p.wait(timeout=120) == 0
+    ns = store.namespace("counters")
+    items = ns.get_many(["c0", "c1"])
+    assert sum(it.value for it in items.values()) == 400
+    for key, it in items.items():
+        assert it.value == it.version
+        versions = [c.version for c in store.watch(0, timeout=0) if c.key == key]
+        assert versions == list(range(1, it.version + 1))
+    assert store.check().ok
+
+
+_WRITER_CHILD = textwrap.dedent(
+    """
+    import random, sys, clawstate
+    url, me, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    store = clawstate.open(url, sweep_interval=0)
+    rnd = random.Random(me)
+    a, b = store.namespace("a"), store.namespace("b")
+    for i in range(n):
+        r = rnd.random()
+        if r < 0.5:
+            a.put(f"{me}-{i % 37}", i)
+        elif r < 0.8:
+            with store.transaction() as tx:
+                tx.namespace("a").put(f"{me}-t{i % 11}", i)
+                tx.namespace("b").put(f"{me}-t{i % 11}", i)
+        else:
+            cur = b.get("shared")
+            try:
+                if cur is None:
+                    b.put("shared", 1, if_absent=True)
+                else:
+                    b.put("shared", cur.value + 1, if_version=cur.version)
+            except clawstate.VersionConflict:
+                pass
+    store.close()
+    """
+)
+
+
+def test_watchers_see_a_gap_free_log_while_processes_write(
+    open_pg: Callable[..., clawstate.Store],
+) -> None:
+    """Commit order is seq order: a reader that always resumes after the last seq it saw
+    (and trusts last_seq() as a watermark) never misses a change, with writers in
+    several processes committing concurrently."""
+    store = open_pg()
+    b = backend_of(store)
+    store.namespace("a").put("start", 0)
+    seen: list[int] = []
+    watermark_problems: list[str] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        after = 0
+        while True:
+            done = stop.is_set()
+            mark = b.last_seq()
+            rows = b.changes(after, 100_000)
+            if rows:
+                seen.extend(c.seq for c in rows)
+                after = rows[-1].seq
+            if after < mark:  # every seq up to the watermark must already be readable
+                watermark_problems.append(f"last_seq {mark} but changes stop at {after}")
+            if done and not rows:
+                return
+
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    procs = [run_child(_WRITER_CHILD, url_for(b.schema), str(i), "250") for i in range(3)]
+    try:
+        for p in procs:
+            assert p.wait(timeout=180) == 0
+    finally:
+        stop.set()
+        watcher.join(60)
+    assert not watermark_problems, watermark_problems[:3]
+    final = [c.seq for c in store.watch(0, timeout=0)]
+    assert seen == final == list(range(1, len(final) + 1))
+    assert len(final) > 3 * 150  # most of the 750 writes changed something
+    assert store.check().ok
+
+
+def test_watch_wakes_on_notify_from_another_backend(
+    open_pg: Callable[..., clawstate.Store],
+) -> None:
+    """No polling: with a 30 s poll interval, a commit by another backend (as another
+    process would) reaches a waiting watcher at once through LISTEN/NOTIFY."""
+    watcher_store = open_pg(poll_interval=30)
+    schema = backend_of(watcher_store).schema
+    writer = open_pg(schema=schema)
+    watch = watcher_store.watch(None, timeout=20)
+    got: list[tuple[str, float]] = []
+
+    def consume() -> None:
+        for change in watch:
+            got.append((change.key, time.monotonic()))
+            if len(got) == 3:
+                return
+
+    t = threading.Thread(target=consume)
+    t.start()
+    time.sleep(0.3)  # the watcher is waiting now
+    sent = []
+    for key in ("x", "y", "z"):
+        sent.append(time.monotonic())
+        writer.namespace("n").put(key, 1)
+        time.sleep(0.1)
+    t.join(10)
+    assert [k for k, _ in got] == ["x", "y", "z"]
+    assert max(at - s for (_, at), s in zip(got, sent, strict=True)) < 2.0
+    assert backend_of(watcher_store)._listening
+
+
+# -- losing the connection ---------------------------------------------------------------
+
+
+def test_connection_loss_fails_cleanly_loses_nothing_and_recovers(
+    open_pg: Callable[..., clawstate.Store],
+) -> None:
+    app = f"cs-loss-{uuid.uuid4().hex[:6]}"
+    store = open_pg(application_name=app, pool_timeout=3, poll_interval=0.2)
+    b = backend_of(store)
+    ns = store.namespace("w")
+    ns.put("warm", 0)
+    acked: dict[str, int] = {}
+    acked_lock = threading.Lock()
+    failures: list[BaseException] = []
+    unexpected: list[BaseException] = []
+    stop = threading.Event()
+
+    def writer(t: int) -> None:
+        i = 0
+        while not stop.is_set():
+            key = f"k{t}-{i}"
+            try:
+                if i % 3 == 0:
+                    with store.transaction() as tx:
+                        tx.namespace("w").put(key, i)
+                        tx.namespace("w2").put(key, i)
+                else:
+                    ns.put(key, i)
+            except BackendUnavailable as exc:
+                failures.append(exc)
+            except BaseException as exc:
+                unexpected.append(exc)
+                return
+            else:
+                with acked_lock:
+                    acked[key] = i
+            i += 1
+
+    watched: list[int] = []
+
+    watch_stop = threading.Event()
+
+    def watcher() -> None:
+        position: int | None = None
+        while not watch_stop.is_set():
+            try:
+                watch = store.watch(position, timeout=0.5)
+                for change in watch:
+                    watched.append(change.seq)
+                    position = change.seq
+            except BackendUnavailable:
+                time.sleep(0.05)  # a watch fails like any operation; resume where it was
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+    watching = threading.Thread(target=watcher)
+    for t in [*threads, watching]:
+        t.start()
+    try:
+        for _ in range(4):
+            time.sleep(0.4)
+            assert terminate(app) >= 1
+            # Reads retry once on a fresh connection: this one does not fail.
+            assert ns.get("warm") is not None
+    finally:
+        time.sleep(0.3)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        final = store.last_seq
+        deadline = time.monotonic() + 15
+        while (not watched or watched[-1] < final) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        watch_stop.set()
+        watching.join(30)
+    assert not unexpected, unexpected
+    assert failures, "no operation saw the connection loss"
+    got = get_all(ns, list(acked))
+    assert {k: it.value for k, it in got.items()} == acked, "an acknowledged write was lost"
+    tx_keys = [k for k, i in acked.items() if i % 3 == 0]
+    assert set(get_all(store.namespace("w2"), tx_keys)) == set(tx_keys)
+    assert ns.put("after", 1).version == 1  # recovered without restarting anything
+    deadline = time.monotonic() + 10
+    while not b._listening and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert b._listening, "the listener did not reconnect"
+    # The watch went through the outage and missed nothing.
+    assert watched == list(range(watched[0], final + 1))
+    assert store.check().ok
+
+
+# -- SIGKILL -----------------------------------------------------------------------------
+
+_CRASH_CHILD = textwrap.dedent(
+    """
+    import json, os, sys, threading, clawstate
+
+    url, logdir, cycle = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    store = clawstate.open(url, sweep_interval=0)
+
+    def log(name):
+        return os.open(os.path.join(logdir, f"{name}-{cycle}.log"),
+                       os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def ack(fd, doc):
+        os.write(fd, (json.dumps(doc) + "\\n").encode())
+
+    def puts(fd):
+        ns, i = store.namespace("puts"), 0
+        while True:
+            key = f"p-{cycle}-{i}"
+            ns.put(key, {"i": i, "pad": "x" * (i % 300)})
+            ack(fd, {"key": key, "i": i})
+            i += 1
+
+    def cas(fd):
+        ns = store.namespace("counter")
+        while True:
+            cur = ns.get("c")
+            try:
+                if cur is None:
+                    item = ns.put("c", {"n": 0}, if_absent=True)
+                else:
+                    item = ns.put("c", {"n": cur.value["n"] + 1}, if_version=cur.version)
+            except clawstate.VersionConflict:
+                continue
+            ack(fd, {"n": item.value["n"]})
+
+    def transactions(fd):
+        i = 0
+        while True:
+            tid = f"t-{cycle}-{i}"
+            with store.transaction(idempotency_key=tid) as tx:
+                tx.namespace("tx-a").put(tid, {"tid": tid})
+                tx.namespace("tx-b").put(tid, {"tid": tid})
+                tx.namespace("puts").delete(f"p-{cycle}-{i}-never")
+            ack(fd, {"tid": tid})
+            i += 1
+
+    fds = [log(name) for name in ("put", "cas", "tx")]
+    threads = [threading.Thread(target=f, args=(fd,), daemon=True)
+               for f, fd in zip((puts, cas, transactions), fds)]
+    for t in threads:
+        t.start()
+    sys.stdout.write("ready\\n")
+    sys.stdout.flush()
+    for t in threads:
+        t.join()
+    """
+)
+
+
+def _read_log(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass  # a line torn by the kill was never a completed acknowledgement
+    return out
+
+
+def test_sigkill_loses_nothing_acknowledged(
+    open_pg: Callable[..., clawstate.Store], tmp_path: Path
+) -> None:
+    cycles = int(os.environ.get("CLAWSTATE_TEST_PG_CRASH_CYCLES", "12"))
+    store = open_pg()
+    url = url_for(backend_of(store).schema)
+    rng = random.Random(int(os.environ.get("CLAWSTATE_TEST_CRASH_SEED", "7")))
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    acked_puts: dict[str, int] = {}
+    max_cas = 0
+    acked_tx: set[str] = set()
+    for cycle in range(cycles):
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CRASH_CHILD, url, str(tmp_path), str(cycle)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+        )
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == b"ready"
+        time.sleep(rng.uniform(0.05, 0.4))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert child.returncode == -signal.SIGKILL
+        for doc in _read_log(tmp_path / f"put-{cycle}.log"):
+            acked_puts[doc["key"]] = doc["i"]
+        for doc in _read_log(tmp_path / f"cas-{cycle}.log"):
+            max_cas = max(max_cas, doc["n"])
+        for doc in _read_log(tmp_path / f"tx-{cycle}.log"):
+            acked_tx.add(doc["tid"])
+        if cycle % 4 == 3 or cycle == cycles - 1:
+            _verify(store, acked_puts, max_cas, acked_tx)
+    assert acked_puts and acked_tx and max_cas > 0, "the child never got a write acknowledged"
+
+
+def _verify(
+    store: clawstate.Store, acked_puts: dict[str, int], max_cas: int, acked_tx: set[str]
+) -> None:
+    found = get_all(store.namespace("puts"), list(acked_puts))
+    lost = [k for k in acked_puts if k not in found]
+    assert not lost, f"acknowledged puts lost: {lost[:5]}"
+    assert all(found[k].value["i"] == i for k, i in acked_puts.items())
+    counter = store.namespace("counter").get("c")
+    assert counter is not None
+    assert counter.value["n"] >= max_cas, "an acknowledged compare-and-set was lost"
+    assert counter.value["n"] == counter.version - 1, "counter value and version disagree"
+    a_keys = {it.key for it in _scan(store.namespace("tx-a"))}
+    b_keys = {it.key for it in _scan(store.namespace("tx-b"))}
+    assert a_keys == b_keys, f"partial transactions visible: {sorted(a_keys ^ b_keys)[:5]}"
+    assert not acked_tx - a_keys, f"acknowledged transactions lost: {sorted(acked_tx - a_keys)[:5]}"
+    report = store.check(deep=True)
+    assert report.ok, report.problems
+    seqs = [c.seq for c in store.watch(0, timeout=0)]
+    assert seqs == list(range(1, len(seqs) + 1)), "the change log has a gap"
+
+
+def _scan(ns: clawstate.Namespace) -> list[clawstate.Item]:
+    out: list[clawstate.Item] = []
+    cursor = None
+    while True:
+        page = ns.scan(limit=1000, cursor=cursor)
+        out.extend(page.items)
+        cursor = page.cursor
+        if cursor is None:
+            return out
