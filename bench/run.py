@@ -23,7 +23,13 @@ from .harness import Case, Settings, Table, environment, fmt_ratio, merge_genera
 __all__ = ["AREAS", "all_cases", "main", "render"]
 
 #: One module per area; each exposes ``CASES``.  Later areas append here.
-AREAS = ["bench.kv_sqlite", "bench.group_commit", "bench.kv_redis", "bench.server_http"]
+AREAS = [
+    "bench.kv_sqlite",
+    "bench.group_commit",
+    "bench.kv_redis",
+    "bench.kv_postgres",
+    "bench.server_http",
+]
 
 
 def all_cases() -> list[Case]:

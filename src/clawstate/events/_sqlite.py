@@ -311,15 +311,21 @@ class SQLiteEventLog:
     def wait_for_events(self, after: int, timeout: float) -> bool:
         """Local commits wake waiters at once (the backend notifies after each batch it
         commits while someone waits); other processes' commits are seen by polling
-        every ``poll_interval`` (50 ms by default)."""
+        every ``poll_interval`` (50 ms by default).
+
+        The loop runs under the backend's change condition, which ``close()`` takes
+        before it closes the connections: a waiter woken by its poll can therefore
+        never be querying a connection that another thread is closing — it sees
+        ``_closed`` first and raises :class:`BackendUnavailable`.
+        """
         deadline = time.monotonic() + timeout
-        while True:
-            if self.last_position() > after:
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._closed:
-                return False
-            with self._change_cond:
+        with self._change_cond:
+            while True:
+                if self.last_position() > after:
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
                 self._waiters += 1
                 try:
                     self._change_cond.wait(min(remaining, self._poll))
