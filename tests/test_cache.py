@@ -538,31 +538,42 @@ def test_l2_is_shared_between_processes(tmp_path: Path, closing: list[Store]) ->
 
 
 def test_l2_stampede_lock_across_processes(tmp_path: Path, closing: list[Store]) -> None:
+    """Four stores with their own backends ("processes") miss one key at once: the L2
+    lock lets one read the backend and the others take its fill from Redis.  A shared
+    Redis that stalls past the client's timeout under load makes the tier step aside
+    (by design): such an attempt is retried, up to three."""
     _redis()
     url = f"sqlite:///{tmp_path}/l2.db"
     policy = {"cache": "read-through", "cache_l2": REDIS_URL, "cache_ttl": 60}
-    seed = clawstate.open(url, sweep_interval=0)
-    seed.namespace("n").put("k", "v")
-    seed.close()
     config = load_config(env={}, url=url, sweep_interval=0, namespaces={"*": policy})
-    backends = [Counting(SQLiteBackend(tmp_path / "l2.db"), delay=0.2) for _ in range(4)]
-    stores = [Store(b, config) for b in backends]  # type: ignore[arg-type]
-    closing += stores
-    try:
-        barrier = threading.Barrier(4)
+    outcomes: list[list[int]] = []
+    for attempt in range(3):
+        key = f"k{attempt}"
+        with clawstate.open(url, sweep_interval=0) as seed:
+            seed.namespace("n").put(key, "v")
+        backends = [Counting(SQLiteBackend(tmp_path / "l2.db"), delay=0.2) for _ in range(4)]
+        stores = [Store(b, config) for b in backends]  # type: ignore[arg-type]
+        closing += stores
+        try:
+            barrier = threading.Barrier(4)
 
-        def read(s: Store) -> None:
-            barrier.wait(5)
-            assert s.namespace("n").get("k").value == "v"  # type: ignore[union-attr]
+            def read(s: Store, key: str = key) -> None:
+                barrier.wait(5)
+                assert s.namespace("n").get(key).value == "v"  # type: ignore[union-attr]
 
-        threads = [threading.Thread(target=read, args=(s,)) for s in stores]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(10)
-        assert sum(b.gets for b in backends) == 1, [b.gets for b in backends]
-    finally:
-        _purge(stores[0])
+            threads = [threading.Thread(target=read, args=(s,)) for s in stores]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(10)
+            errors = sum(l2.errors for s in stores for l2 in s._cache._l2.values())
+        finally:
+            _purge(stores[0])
+        outcomes.append([b.gets for b in backends])
+        if errors == 0:
+            assert sum(b.gets for b in backends) == 1, outcomes
+            return
+    pytest.fail(f"Redis timed out in every attempt; backend reads per store: {outcomes}")
 
 
 def test_redis_down_reads_and_writes_go_to_the_backend(

@@ -20,6 +20,7 @@ there the flusher interleaves with every step.
 from __future__ import annotations
 
 import itertools
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import msgspec
 import pytest
 from hypothesis import settings
-from hypothesis.stateful import run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 import clawstate
 import clawstate.cache._tailer
@@ -38,6 +39,7 @@ from clawstate.testing.conformance import (
     StoreConformance,
     StoreFactory,
 )
+from clawstate.testing.fakes import FakeClock
 from conftest import BACKENDS, DEFAULT_OPTIONS
 from services import REDIS_URL, require, tcp_probe
 from test_model import MODEL_SETTINGS, StoreMachine
@@ -183,12 +185,18 @@ class CachedStoreMachine(StoreMachine):
     """The dict-model machine on a store whose namespaces are all cached."""
 
     def __init__(self, backend: str, policy: dict[str, Any]) -> None:
-        super().__init__(backend)
-        self.store.close()
+        # StoreMachine.__init__ with one change: the store is opened with the policy
+        # (calling it and reopening would create every example's SQLite file twice).
+        RuleBasedStateMachine.__init__(self)
+        self.tmp = tempfile.mkdtemp(prefix="clawstate-cache-model-")
         url = "memory://" if backend == "memory" else f"sqlite:///{self.tmp}/state.db"
+        self.clock = FakeClock()
         self.store = clawstate.open(
             url, clock=self.clock, sweep_interval=0, namespaces={"*": policy}
         )
+        self.model = {}
+        self.touched = set()
+        self.seq = 0
 
 
 @pytest.mark.parametrize("policy", sorted(MODEL_POLICIES))
@@ -196,5 +204,5 @@ class CachedStoreMachine(StoreMachine):
 def test_cached_store_matches_dict_model(backend: str, policy: str) -> None:
     run_state_machine_as_test(
         lambda: CachedStoreMachine(backend, MODEL_POLICIES[policy]),
-        settings=settings(MODEL_SETTINGS, max_examples=75),
+        settings=settings(MODEL_SETTINGS, max_examples=50),
     )

@@ -142,3 +142,61 @@ def test_cli_stats_shows_each_namespace_with_its_backend(tmp_path: Path) -> None
     )
     assert table.returncode == 0, table.stderr
     assert "archive" in table.stdout and "orders" in table.stdout
+
+
+def test_sessions_on_redis_orders_on_postgres_config_on_sqlite(tmp_path: Path) -> None:
+    """The issue's example: each namespace on the storage that fits it."""
+    import uuid
+
+    from services import POSTGRES_URL, REDIS_URL, require, tcp_probe
+
+    require("postgresql", tcp_probe("127.0.0.1", 5432))
+    require("redis", tcp_probe("127.0.0.1", 6379))
+    tag = uuid.uuid4().hex[:8]
+    schema = f"cs_route_{tag}"
+    with clawstate.open(
+        f"sqlite:///{tmp_path / 'config.db'}",
+        sweep_interval=0,
+        backends={
+            "sessions": f"{REDIS_URL}?prefix=cs-route-{tag}:",
+            "orders": f"{POSTGRES_URL}?schema={schema}",
+        },
+        namespaces={"sessions": {"backend": "sessions"}, "orders": {"backend": "orders"}},
+    ) as store:
+        try:
+            store.namespace("sessions").put("s1", {"user": 7}, ttl=60)
+            store.namespace("orders").put("o1", {"status": "open", "total": 5})
+            store.namespace("config").put("flags", {"beta": True})
+            assert {name: b.name for name, b in store.backends.items()} == {
+                "default": "sqlite",
+                "sessions": "redis",
+                "orders": "postgresql",
+            }
+            stats = store.stats()["namespaces"]
+            assert stats["sessions"]["backend"] == "sessions" and stats["sessions"]["items"] == 1
+            assert stats["orders"]["backend"] == "orders" and stats["orders"]["items"] == 1
+            page = store.namespace("orders").query({"filter": {"EQ": {"status": "open"}}})
+            assert [i.key for i in page.items] == ["o1"]
+            with pytest.raises(clawstate.InvalidRequest):
+                with store.transaction() as tx:
+                    tx.namespace("orders").put("o2", {"total": 1})
+                    tx.namespace("sessions").put("s2", {"user": 8})
+            assert store.namespace("orders").get("o2") is None
+            assert store.check().ok
+        finally:
+            _drop(store, schema, f"cs-route-{tag}:")
+
+
+def _drop(store: clawstate.Store, schema: str, prefix: str) -> None:
+    import psycopg
+    import redis
+
+    from services import POSTGRES_URL, REDIS_URL
+
+    store.close()
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
