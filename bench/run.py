@@ -28,6 +28,8 @@ AREAS = [
     "bench.group_commit",
     "bench.kv_redis",
     "bench.kv_postgres",
+    "bench.events_sqlite",
+    "bench.cache_bench",
     "bench.server_http",
 ]
 

@@ -307,7 +307,8 @@ def test_fill_race_cannot_install_a_stale_value(closing: list[Store]) -> None:
     time.sleep(0.05)  # the reader is inside the slow backend read, holding v1
     backend.delay = 0.0
     # another "process" commits v2 straight to the backend; its change reaches the tailer
-    writer = clawstate.store.Store(backend._inner, store.config)
+    writer = clawstate.open("memory://", sweep_interval=0)
+    writer._backends["default"] = writer._backend = backend._inner  # the same data
     writer.namespace("n").put("k", 2)
     cache = store._cache._caches["n"]
     _until(lambda: cache.recent.get("k", 0) >= 2)
@@ -315,6 +316,8 @@ def test_fill_race_cannot_install_a_stale_value(closing: list[Store]) -> None:
     got = ns.get("k")
     assert got is not None and got.value == 2
     assert cache.fills_refused >= 1
+    writer._backends["default"] = writer._backend = MemoryBackend()  # closes its own only
+    writer.close()
 
 
 # -- write-through and failures -----------------------------------------------------------
@@ -557,7 +560,7 @@ def test_l2_stampede_lock_across_processes(tmp_path: Path, closing: list[Store])
         try:
             barrier = threading.Barrier(4)
 
-            def read(s: Store, key: str = key) -> None:
+            def read(s: Store, key: str = key, barrier: threading.Barrier = barrier) -> None:
                 barrier.wait(5)
                 assert s.namespace("n").get(key).value == "v"  # type: ignore[union-attr]
 

@@ -29,6 +29,11 @@ COMMANDS = [
     ["token", "list"],
     ["token", "revoke"],
     ["audit", "verify"],
+    ["events", "append"],
+    ["events", "read"],
+    ["events", "tail"],
+    ["projections", "rebuild"],
+    ["projections", "status"],
     ["serve"],
 ]
 #: Commands that run until stopped: their example is started, must come up, and is

@@ -295,7 +295,11 @@ class Namespace:
         ttl: float | None = None,
         idempotency_key: str | None = None,
     ) -> list[Item]:
-        """Store several values atomically: all are written, or none."""
+        """Store several values atomically: all are written, or none.
+
+        In a ``cache = "write-back"`` namespace (without ``idempotency_key``) the batch
+        is acknowledged from the cache before it is durable; see docs/cache.md.
+        """
         pairs = list(items.items() if isinstance(items, Mapping) else items)
         if len(pairs) > self._max_batch:
             raise InvalidRequest(
@@ -326,7 +330,11 @@ class Namespace:
     def delete(
         self, key: str, *, if_version: int | None = None, idempotency_key: str | None = None
     ) -> bool:
-        """Remove ``key``; True if a live item was removed."""
+        """Remove ``key``; True if a live item was removed.
+
+        In a ``cache = "write-back"`` namespace a plain delete is acknowledged from the
+        cache before it is durable; see docs/cache.md.
+        """
         check_key(key, self._max_key)
         if if_version is not None:
             check_version(if_version)

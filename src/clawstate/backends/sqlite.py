@@ -303,7 +303,8 @@ class SQLiteBackend(_events.SQLiteEventLog):
         self._busy_ms = int(busy_timeout * 1000)
         self._poll = poll_interval
         self._local = threading.local()
-        self._all_conns: list[sqlite3.Connection] = []
+        #: every connection opened, with the thread that owns it
+        self._all_conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._conns_lock = threading.Lock()
         self._ns_ids: dict[str, int] = {}
         self._ns_names: dict[int, str] = {}
@@ -338,9 +339,15 @@ class SQLiteBackend(_events.SQLiteEventLog):
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
+        if conn is not None and not self._closed:
             return conn
         if self._closed:
+            if conn is not None:  # close() left it to us: we are the thread using it
+                self._local.conn = None
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
             raise BackendUnavailable("the store is closed")
         try:
             conn = sqlite3.connect(
@@ -359,7 +366,7 @@ class SQLiteBackend(_events.SQLiteEventLog):
             raise _translate(exc, f"open {self.path}") from exc
         self._local.conn = conn
         with self._conns_lock:
-            self._all_conns.append(conn)
+            self._all_conns.append((threading.current_thread(), conn))
         return conn
 
     def _migrate(self) -> None:
@@ -767,11 +774,17 @@ class SQLiteBackend(_events.SQLiteEventLog):
         self._closed = True
         with self._change_cond:
             self._change_cond.notify_all()
+        # Close the connections of this thread and of threads that have ended.  A
+        # connection another live thread may be using right now is left to that
+        # thread (its next _conn() closes it) or to garbage collection: closing a
+        # sqlite3 connection under a running statement crashes the driver.
         with self._conns_lock:
             conns, self._all_conns = self._all_conns, []
-        for conn in conns:
-            try:
-                conn.close()
-            except sqlite3.Error:
-                pass
-        self._local = threading.local()
+        me = threading.current_thread()
+        for owner, conn in conns:
+            if owner is me or not owner.is_alive():
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+        self._local.conn = None

@@ -82,7 +82,11 @@ class Tailer:
                 # Wait for a change newer than this process's own commits too: those
                 # are applied by the committing thread already, and waking for each
                 # would cost every local write two queries and a thread switch.
-                self.backend.wait_for_change(max(self.pos, self.own), WAIT)
+                started = time.monotonic()
+                changed = self.backend.wait_for_change(max(self.pos, self.own), WAIT)
+                if not changed and time.monotonic() - started < WAIT / 2:
+                    # A backend closed under us answers at once: do not spin on it.
+                    self._stop.wait(WAIT)
                 backoff = 0.05
             except ClawStateError as exc:
                 if self._stop.is_set():
