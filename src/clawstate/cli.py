@@ -330,11 +330,35 @@ def stats(
             "yes" if policy.get("encrypt") else "no",
         )
     console.print(table)
+    _print_cache_table(data.get("cache") or {})
     for bname, info in data["backends"].items():
         console.print(f"[bold]backend {bname}[/]: {info.get('backend', '')}", highlight=False)
         for key, value in info.items():
             if key != "backend":
                 console.print(f"  {key}: {value}", highlight=False, markup=False)
+
+
+def _print_cache_table(cache: dict[str, Any]) -> None:
+    """Hit ratio per tier and namespace, evictions and bytes (cached namespaces only)."""
+    namespaces = cache.get("namespaces") or {}
+    if not namespaces:
+        return
+    table = Table(title="cache")
+    for col in ("namespace", "mode", "hit ratio", "L1 hit", "L2 hit", "L1 bytes", "evictions"):
+        table.add_column(col, justify="left" if col in ("namespace", "mode") else "right")
+    for name, entry in namespaces.items():
+        l1 = entry.get("l1") or {}
+        l2 = entry.get("l2") or {}
+        table.add_row(
+            name,
+            f"{entry.get('mode', '')} ({entry.get('consistency', '')})",
+            f"{entry.get('hit_ratio', 0):.1%}",
+            f"{l1.get('hit_ratio', 0):.1%}",
+            f"{l2.get('hit_ratio', 0):.1%}" if l2 else "—",
+            f"{l1.get('bytes', 0)} / {l1.get('max_bytes', 0)}",
+            str(l1.get("evictions", 0)),
+        )
+    console.print(table)
 
 
 @app.command()
