@@ -449,8 +449,11 @@ class SQLiteBackend(_events.SQLiteEventLog):
             conn.execute("BEGIN IMMEDIATE")
             rows = _Rows(self, conn)
             for job in jobs:
-                guarded = multi or (
-                    isinstance(job, WriteUnit) and len(job.writes) + len(job.events) > 1
+                # A unit of one write (or one event append) fails its check before it
+                # writes anything, so it needs no savepoint: two statements saved per
+                # unit in a group-committed batch.
+                guarded = (
+                    len(job.writes) + len(job.events) > 1 if isinstance(job, WriteUnit) else multi
                 )
                 seq_before = rows.seq
                 ns_before = dict(rows.new_ns) if guarded else rows.new_ns
