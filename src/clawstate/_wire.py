@@ -33,7 +33,7 @@ from .errors import (
     VersionConflict,
     WrongExpectedVersion,
 )
-from .types import Change, Item
+from .types import AppendResult, Change, Event, Item, RecordedEvent
 
 __all__ = [
     "JSON",
@@ -41,14 +41,18 @@ __all__ = [
     "MSGPACK_TYPES",
     "PROBLEM_JSON",
     "SSE",
+    "AppendEvents",
+    "AppendResult",
     "BatchGet",
     "BatchPut",
     "ChangeBatch",
+    "EventPage",
     "ItemMeta",
     "ItemsByKey",
     "ItemsMeta",
     "NotFound",
     "Problem",
+    "StreamEvents",
     "TxResult",
     "TxWrite",
     "TxWrites",
@@ -111,6 +115,28 @@ def meta_of(item: Item) -> ItemMeta:
         item.expires_at,
         item.namespace,
     )
+
+
+class AppendEvents(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /v1/streams/{stream}/events`` body: ``EventStore.append``'s arguments."""
+
+    events: list[Event]
+    expected_version: int | str = "any"
+
+
+class StreamEvents(msgspec.Struct, gc=False):
+    """``GET /v1/streams/{stream}/events``: one stream's events, in the order asked."""
+
+    events: list[RecordedEvent]
+
+
+class EventPage(msgspec.Struct, gc=False):
+    """``GET /v1/events``: events of the global log, and ``end``, the position the
+    read scanned through (pass it as ``from_position`` to continue, even when a
+    filter left ``events`` empty)."""
+
+    events: list[RecordedEvent]
+    end: int
 
 
 class BatchGet(msgspec.Struct, forbid_unknown_fields=True):

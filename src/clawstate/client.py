@@ -35,7 +35,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import httpx
@@ -49,10 +49,12 @@ from ._wire import (
     NAMESPACE_OPTIONS,
     SSE,
     ChangeBatch,
+    EventPage,
     ItemMeta,
     ItemsByKey,
     ItemsMeta,
     NotFound,
+    StreamEvents,
     TxResult,
     error_from_problem,
     quote_key,
@@ -60,17 +62,32 @@ from ._wire import (
 from .codec import _validate as _validate_value
 from .config import Config, Limits
 from .errors import BackendUnavailable, ClawStateError, ConfigError, InvalidRequest
-from .types import Change, CheckReport, Item, Page
+from .events.store import EventFilter, _check_filter, _check_limit, _check_position, expected_code
+from .types import (
+    ANY,
+    AppendResult,
+    Change,
+    CheckReport,
+    Event,
+    ExpectedVersion,
+    Item,
+    Page,
+    RecordedEvent,
+)
 
 __all__ = [
+    "AsyncRemoteEvents",
     "AsyncRemoteNamespace",
     "AsyncRemoteStore",
+    "AsyncRemoteSubscription",
     "AsyncRemoteTransaction",
     "AsyncRemoteWatch",
     "ExponentialBackoff",
     "RateLimited",
+    "RemoteEvents",
     "RemoteNamespace",
     "RemoteStore",
+    "RemoteSubscription",
     "RemoteTransaction",
     "RemoteTxNamespace",
     "RemoteWatch",
@@ -965,6 +982,442 @@ class AsyncRemoteWatch(AsyncIterator[Change]):
         self._closed = True
 
 
+# -- the event store -----------------------------------------------------------------
+
+_dec_append = msgspec.msgpack.Decoder(AppendResult)
+_dec_stream_events = msgspec.msgpack.Decoder(StreamEvents)
+_dec_event_page = msgspec.msgpack.Decoder(EventPage)
+_dec_event_json = msgspec.json.Decoder(RecordedEvent)
+
+
+def _stream_path(stream: Any, limits: Limits) -> str:
+    check_key(stream, limits.max_key_bytes, field="stream")
+    return f"/v1/streams/{quote_key(stream)}/events"
+
+
+def _append_call(
+    limits: Limits, stream: Any, events: Any, expected_version: Any
+) -> _Call[AppendResult]:
+    """``EventStore.append`` as a request: the facade's own argument checks first, so a
+    bad call fails before it is sent, with the same error."""
+    path = _stream_path(stream, limits)
+    if type(events) is not list:
+        if isinstance(events, Event | str | bytes | dict) or not isinstance(events, Iterable):
+            raise InvalidRequest(
+                "events", f"must be a list of clawstate.Event, got {type(events).__name__}"
+            )
+        events = list(events)
+    for i, ev in enumerate(events):
+        if not isinstance(ev, Event):
+            raise InvalidRequest(
+                f"events[{i}]", f"must be a clawstate.Event, got {type(ev).__name__}"
+            )
+    expected_code(expected_version)
+    body = {"events": events, "expected_version": expected_version}
+    # Appends are idempotent by event id: a retry returns the first append's result.
+    return _Call("POST", path, None, body, None, True, lambda s, d: _dec_append.decode(d), "events")
+
+
+def _read_call(
+    limits: Limits, stream: Any, from_version: Any, backwards: Any, limit: Any
+) -> _Call[list[RecordedEvent]]:
+    path = _stream_path(stream, limits)
+    if from_version is not None and (type(from_version) is not int or from_version < 0):
+        raise InvalidRequest("from_version", f"must be an integer >= 0, got {from_version!r}")
+    if limit is not None and (type(limit) is not int or limit < 1):
+        raise InvalidRequest("limit", f"must be an integer >= 1, got {limit!r}")
+    params: dict[str, Any] = {"backwards": "true" if backwards else "false"}
+    if from_version is not None:
+        params["from_version"] = str(from_version)
+    if limit is not None:
+        params["limit"] = str(limit)
+    return _Call(
+        "GET", path, params, _NO_BODY, None, True, lambda s, d: _dec_stream_events.decode(d).events
+    )
+
+
+def _filter_params(flt: Any) -> dict[str, Any]:
+    _check_filter(flt)
+    params: dict[str, Any] = {}
+    if flt is not None:
+        if not _is_utf8(flt.stream_prefix):
+            raise InvalidRequest("filter.stream_prefix", "must be a valid Unicode string")
+        if flt.stream_prefix:
+            params["stream_prefix"] = flt.stream_prefix
+        if flt.types:
+            params["type"] = list(flt.types)
+    return params
+
+
+def _page_call(
+    limits: Limits, from_position: Any, limit: Any, flt: Any, *, allow_end: bool = False
+) -> _Call[EventPage]:
+    if not (allow_end and from_position == "end"):
+        _check_position(from_position, "from_position")
+    _check_limit(limit, limits.max_query_limit)
+    params = _filter_params(flt)
+    params["from_position"] = str(from_position)
+    params["limit"] = str(limit)
+    return _Call(
+        "GET", "/v1/events", params, _NO_BODY, None, True, lambda s, d: _dec_event_page.decode(d)
+    )
+
+
+class _SubSpec:
+    """What a subscription asked for and where it stands (``position``)."""
+
+    def __init__(
+        self, position: int, flt: EventFilter | None, timeout: float | None, heartbeat: float
+    ) -> None:
+        self.position = position
+        self.filter = flt
+        self.timeout = timeout
+        self.heartbeat = heartbeat
+
+    def params(self) -> dict[str, Any]:
+        params = _filter_params(self.filter)
+        params["from_position"] = str(self.position)
+        params["heartbeat"] = repr(float(self.heartbeat))
+        if self.timeout is not None:
+            params["timeout"] = repr(float(self.timeout))
+        return params
+
+
+def _sub_args(
+    limits: Limits, from_position: Any, filter: Any, name: Any, timeout: Any
+) -> _Call[EventPage] | None:
+    """Check ``subscribe``'s arguments; the call resolving ``"end"``, if needed."""
+    if name is not None:
+        raise InvalidRequest(
+            "name",
+            "durable (named) subscriptions are not available over HTTP; keep the "
+            "position yourself and pass it as from_position",
+        )
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0
+    ):
+        raise InvalidRequest("timeout", f"must be >= 0 seconds, got {timeout!r}")
+    if from_position == "end":
+        return _page_call(limits, "end", 1, None, allow_end=True)
+    _check_position(from_position, "from_position")
+    _filter_params(filter)
+    return None
+
+
+def _start_position(page: EventPage) -> int:
+    return page.events[0].position - 1 if page.events else page.end
+
+
+def _sse_headers(settings: _Settings) -> dict[str, str]:
+    headers = {"accept": SSE}
+    if settings.clock is not None:
+        headers[TEST_CLOCK_HEADER] = repr(float(settings.clock()))
+    return headers
+
+
+class RemoteSubscription(Iterator[RecordedEvent]):
+    """Catch-up-then-live over server-sent events; same contract as
+    :class:`clawstate.events.Subscription` (``position``: the last event handed out,
+    or scanned past).  Reconnects from ``position`` if the stream drops; ends when the
+    server says ``timeout`` passed, or after ``close()``."""
+
+    def __init__(self, transport: _Transport, spec: _SubSpec, limits: Limits) -> None:
+        self._t = transport
+        self._spec = spec
+        self._limits = limits
+        self._closed = threading.Event()
+        self._lines: Iterator[str] | None = None
+        self._response: httpx.Response | None = None
+        self._stream_cm: Any = None
+
+    @property
+    def position(self) -> int:
+        return self._spec.position
+
+    def __iter__(self) -> RemoteSubscription:
+        return self
+
+    def __enter__(self) -> RemoteSubscription:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _open(self) -> Iterator[str]:
+        timeout = httpx.Timeout(self._t.settings.timeout, read=self._spec.heartbeat * 3 + 10)
+        self._stream_cm = self._t.client.stream(
+            "GET",
+            "/v1/events/subscribe",
+            params=self._spec.params(),
+            headers=_sse_headers(self._t.settings),
+            timeout=timeout,
+        )
+        response = self._stream_cm.__enter__()
+        if response.status_code >= 300:
+            response.read()
+            self._drop()
+            raise _error(response)
+        self._response = response
+        self._lines = response.iter_lines()
+        return self._lines
+
+    def _drop(self) -> None:
+        cm, self._stream_cm, self._response, self._lines = self._stream_cm, None, None, None
+        if cm is not None:
+            try:
+                cm.__exit__(None, None, None)
+            except (httpx.HTTPError, RuntimeError):
+                pass
+
+    def __next__(self) -> RecordedEvent:
+        parser = _SSEParser()
+        failures = 0
+        while not self._closed.is_set():
+            try:
+                lines = self._lines if self._lines is not None else self._open()
+                for line in lines:
+                    if self._closed.is_set():
+                        break
+                    event = parser.feed(line)
+                    if event is None:
+                        continue
+                    kind, _, data = event
+                    if kind == "event":
+                        recorded = _dec_event_json.decode(data)
+                        self._spec.position = recorded.position
+                        return recorded
+                    if kind == "end":
+                        self._spec.position = max(
+                            self._spec.position, int(json.loads(data)["position"])
+                        )
+                        self._drop()
+                        raise StopIteration
+                else:
+                    self._drop()  # ended without an end event: reconnect from position
+                    continue
+            except httpx.HTTPError as exc:
+                self._drop()
+                if self._closed.is_set():
+                    break
+                retry = self._t.settings.retry
+                if failures >= retry.retries:
+                    raise BackendUnavailable(
+                        f"event subscription: {type(exc).__name__}: {exc}"
+                    ) from None
+                time.sleep(retry.delay(failures, None))
+                failures += 1
+        self._drop()
+        raise StopIteration
+
+    def poll(self) -> list[RecordedEvent]:
+        """Every event available now, without waiting."""
+        out: list[RecordedEvent] = []
+        s = self._spec
+        while True:
+            page = self._t.call(_page_call(self._limits, s.position, 1000, s.filter))
+            s.position = max(s.position, page.end)
+            if not page.events:
+                return out
+            out.extend(page.events)
+
+    def close(self) -> None:
+        self._closed.set()
+        response = self._response
+        if response is not None:
+            try:
+                response.close()
+            except (httpx.HTTPError, RuntimeError):
+                pass
+
+
+class AsyncRemoteSubscription(AsyncIterator[RecordedEvent]):
+    """Async twin of :class:`RemoteSubscription` (``async for event in sub``)."""
+
+    def __init__(self, transport: _AsyncTransport, spec: _SubSpec, limits: Limits) -> None:
+        self._t = transport
+        self._spec = spec
+        self._limits = limits
+        self._closed = False
+        self._lines: AsyncIterator[str] | None = None
+        self._stream_cm: Any = None
+
+    @property
+    def position(self) -> int:
+        return self._spec.position
+
+    def __aiter__(self) -> AsyncRemoteSubscription:
+        return self
+
+    async def _open(self) -> AsyncIterator[str]:
+        timeout = httpx.Timeout(self._t.settings.timeout, read=self._spec.heartbeat * 3 + 10)
+        self._stream_cm = self._t.client.stream(
+            "GET",
+            "/v1/events/subscribe",
+            params=self._spec.params(),
+            headers=_sse_headers(self._t.settings),
+            timeout=timeout,
+        )
+        response = await self._stream_cm.__aenter__()
+        if response.status_code >= 300:
+            await response.aread()
+            await self._drop()
+            raise _error(response)
+        self._lines = response.aiter_lines()
+        return self._lines
+
+    async def _drop(self) -> None:
+        cm, self._stream_cm, self._lines = self._stream_cm, None, None
+        if cm is not None:
+            try:
+                await cm.__aexit__(None, None, None)
+            except (httpx.HTTPError, RuntimeError):
+                pass
+
+    async def __anext__(self) -> RecordedEvent:
+        import asyncio
+
+        parser = _SSEParser()
+        failures = 0
+        while not self._closed:
+            try:
+                lines = self._lines if self._lines is not None else await self._open()
+                async for line in lines:
+                    if self._closed:
+                        break
+                    event = parser.feed(line)
+                    if event is None:
+                        continue
+                    kind, _, data = event
+                    if kind == "event":
+                        recorded = _dec_event_json.decode(data)
+                        self._spec.position = recorded.position
+                        return recorded
+                    if kind == "end":
+                        self._spec.position = max(
+                            self._spec.position, int(json.loads(data)["position"])
+                        )
+                        await self._drop()
+                        raise StopAsyncIteration
+                else:
+                    await self._drop()
+                    continue
+            except httpx.HTTPError as exc:
+                await self._drop()
+                if self._closed:
+                    break
+                retry = self._t.settings.retry
+                if failures >= retry.retries:
+                    raise BackendUnavailable(
+                        f"event subscription: {type(exc).__name__}: {exc}"
+                    ) from None
+                await asyncio.sleep(retry.delay(failures, None))
+                failures += 1
+        await self._drop()
+        raise StopAsyncIteration
+
+    async def poll(self) -> list[RecordedEvent]:
+        out: list[RecordedEvent] = []
+        s = self._spec
+        while True:
+            page = await self._t.call(_page_call(self._limits, s.position, 1000, s.filter))
+            s.position = max(s.position, page.end)
+            if not page.events:
+                return out
+            out.extend(page.events)
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class RemoteEvents:
+    """``store.events`` over HTTP: append, read, read_all and subscribe, with
+    :class:`clawstate.events.EventStore`'s signatures, results and errors."""
+
+    def __init__(self, store: RemoteStore) -> None:
+        self._t = store._t
+        self._limits = store._limits
+
+    def __repr__(self) -> str:
+        return f"<RemoteEvents {self._t.settings.url}>"
+
+    def append(
+        self, stream: str, events: Sequence[Event], *, expected_version: ExpectedVersion = ANY
+    ) -> AppendResult:
+        return self._t.call(_append_call(self._limits, stream, events, expected_version))
+
+    def read(
+        self,
+        stream: str,
+        from_version: int | None = None,
+        *,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        return self._t.call(_read_call(self._limits, stream, from_version, backwards, limit))
+
+    def read_all(
+        self, from_position: int = 0, limit: int = 1000, filter: EventFilter | None = None
+    ) -> list[RecordedEvent]:
+        return self._t.call(_page_call(self._limits, from_position, limit, filter)).events
+
+    def subscribe(
+        self,
+        from_position: int | str = 0,
+        *,
+        filter: EventFilter | None = None,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> RemoteSubscription:
+        resolve = _sub_args(self._limits, from_position, filter, name, timeout)
+        start = _start_position(self._t.call(resolve)) if resolve else int(from_position)
+        spec = _SubSpec(start, filter, timeout, self._t.settings.heartbeat)
+        return RemoteSubscription(self._t, spec, self._limits)
+
+
+class AsyncRemoteEvents:
+    """Awaitable twin of :class:`RemoteEvents`."""
+
+    def __init__(self, store: AsyncRemoteStore) -> None:
+        self._t = store._t
+        self._sync_t = store._sync._t
+        self._limits = store._limits
+
+    async def append(
+        self, stream: str, events: Sequence[Event], *, expected_version: ExpectedVersion = ANY
+    ) -> AppendResult:
+        return await self._t.call(_append_call(self._limits, stream, events, expected_version))
+
+    async def read(
+        self,
+        stream: str,
+        from_version: int | None = None,
+        *,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        return await self._t.call(_read_call(self._limits, stream, from_version, backwards, limit))
+
+    async def read_all(
+        self, from_position: int = 0, limit: int = 1000, filter: EventFilter | None = None
+    ) -> list[RecordedEvent]:
+        return (await self._t.call(_page_call(self._limits, from_position, limit, filter))).events
+
+    def subscribe(
+        self,
+        from_position: int | str = 0,
+        *,
+        filter: EventFilter | None = None,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> AsyncRemoteSubscription:
+        """Like ``AsyncEventStore.subscribe``: not awaited (``"end"`` is resolved with
+        one synchronous request, as ``AsyncRemoteStore.watch`` does)."""
+        resolve = _sub_args(self._limits, from_position, filter, name, timeout)
+        start = _start_position(self._sync_t.call(resolve)) if resolve else int(from_position)
+        spec = _SubSpec(start, filter, timeout, self._t.settings.heartbeat)
+        return AsyncRemoteSubscription(self._t, spec, self._limits)
+
+
 # -- the sync facade -------------------------------------------------------------------
 
 
@@ -1238,6 +1691,11 @@ class RemoteStore:
     def namespaces(self) -> list[str]:
         return list(self._t.call(_simple("GET", "/v1/namespaces"))["namespaces"])
 
+    @property
+    def events(self) -> RemoteEvents:
+        """The event store over HTTP (``store.events``)."""
+        return RemoteEvents(self)
+
     def transaction(self, *, idempotency_key: str | None = None) -> RemoteTransaction:
         return RemoteTransaction(self, idempotency_key)
 
@@ -1438,6 +1896,11 @@ class AsyncRemoteStore:
 
     def transaction(self, *, idempotency_key: str | None = None) -> AsyncRemoteTransaction:
         return AsyncRemoteTransaction(self, idempotency_key)
+
+    @property
+    def events(self) -> AsyncRemoteEvents:
+        """The event store over HTTP, awaitable (``astore.events``)."""
+        return AsyncRemoteEvents(self)
 
     def watch(
         self,

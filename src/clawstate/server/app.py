@@ -86,7 +86,6 @@ from ..store import Namespace, Store, TxNamespace, Watch
 from ..types import Change, CheckReport, Item, Page
 from .audit import AuditLog
 from .auth import Principal, TokenStore
-from .events import EVENT_ROUTES
 from .logs import request_id_var
 from .metrics import Metrics
 from .problems import (
@@ -223,6 +222,19 @@ class ChangeNotifier:
     def close(self) -> None:
         self._stop = True
         self._wanted.set()
+
+
+class _EventLogWaiter:
+    """An event log seen as a change log, so one :class:`ChangeNotifier` serves it."""
+
+    def __init__(self, log: Any) -> None:
+        self._log = log
+
+    def wait_for_change(self, after: int, timeout: float) -> bool:
+        return bool(self._log.wait_for_events(after, timeout))
+
+    def last_seq(self) -> int:
+        return int(self._log.last_position())
 
 
 # -- state -----------------------------------------------------------------------------
@@ -423,6 +435,7 @@ class ServerState:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = False
         self._notifiers: dict[int, ChangeNotifier] = {}
+        self._event_logs: dict[int, _EventLogWaiter] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.test_stores: dict[str, Store] = {}
         self._test_ids = itertools.count(1)
@@ -437,6 +450,13 @@ class ServerState:
             assert self.loop is not None
             n = self._notifiers[id(backend)] = ChangeNotifier(backend, self.loop)
         return n
+
+    def event_notifier(self, log: Any) -> ChangeNotifier:
+        """The shared notifier of an event log (its positions play the seqs' part)."""
+        adapter = self._event_logs.get(id(log))
+        if adapter is None:
+            adapter = self._event_logs[id(log)] = _EventLogWaiter(log)
+        return self.notifier(adapter)
 
     async def startup(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -582,6 +602,8 @@ def _allowed(principal: Principal, need: Any, conn: ASGIConnection[Any, Any, Any
         kind, action = need
         param = "namespace" if kind == "ns" else "stream"
         name = conn.path_params.get(param)
+        if kind == "events" and isinstance(name, str):
+            name = unquote_key(name)  # streams travel percent-encoded, like keys
         if not isinstance(name, str) or name.startswith("_"):
             return principal.admin
         return principal.allows(kind, name, action)
@@ -889,6 +911,12 @@ _PATH_SCHEMAS: dict[str, dict[str, Any]] = {
         "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$",
         "description": "Namespace name: [A-Za-z0-9][A-Za-z0-9_.:-]*, at most 128 characters.",
     },
+    "stream": {
+        "type": "string",
+        "minLength": 1,
+        "description": "The stream name, percent-encoded as one path segment (like a key); "
+        "at most 1024 UTF-8 bytes once decoded.",
+    },
     "key": {
         "type": "string",
         "minLength": 1,
@@ -992,6 +1020,7 @@ _HEADERS: dict[str, list[tuple[str, str]]] = {
 _EXAMPLES: dict[tuple[Any, Any], Any] = {
     ("path", "namespace"): "carts",
     ("path", "key"): "u42",
+    ("path", "stream"): "orders-1",
     ("query", "limit"): 10,
     ("query", "prefix"): "u",
 }
@@ -1064,6 +1093,35 @@ _BODIES: dict[str, tuple[dict[str, Any], str]] = {
             },
         },
         "Writes to commit atomically across namespaces of one backend.",
+    ),
+    "appendEvents": (
+        {
+            "type": "object",
+            "required": ["events"],
+            "properties": {
+                "events": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["type"],
+                        "properties": {
+                            "type": {"type": "string"},
+                            "data": {"type": "object"},
+                            "metadata": {"type": ["object", "null"]},
+                            "id": {"type": "string", "format": "uuid"},
+                            "schema_version": {"type": "integer"},
+                        },
+                    },
+                },
+                "expected_version": {
+                    "oneOf": [
+                        {"type": "integer", "minimum": 0},
+                        {"enum": ["any", "no_stream", "stream_exists"]},
+                    ]
+                },
+            },
+        },
+        "Events to append atomically, and the version the stream must be at.",
     ),
     "createToken": (
         {
@@ -1929,7 +1987,7 @@ def _openapi_doc(app: Litestar) -> dict[str, Any]:
             responses = op.get("responses", {})
             if opid not in ("healthz", "readyz"):
                 op["security"] = [{"bearer": []}]
-            if opid == "changes":
+            if opid in ("changes", "readAll", "subscribeEvents"):
                 ok = responses.get("200", {})
                 ok.setdefault("content", {})[SSE] = {"schema": {"type": "string"}}
             for status in ("200", "201"):
@@ -1982,7 +2040,6 @@ ROUTES: list[Any] = [
     list_tokens,
     revoke_token,
     verify_audit,
-    *EVENT_ROUTES,
 ]
 
 
@@ -1992,7 +2049,9 @@ def create_app(store: Store, settings: ServerSettings | None = None) -> Edge:
     if os.environ.get(TEST_CONTROL_ENV) == "1":
         settings = msgspec.structs.replace(settings, test_control=True)
     st = ServerState(store, settings)
-    routes = list(ROUTES)
+    from .events import EVENT_ROUTES  # imports this module: not at the top
+
+    routes = list(ROUTES) + EVENT_ROUTES
     if settings.test_control:
         routes += [test_create_store, test_close_store]
     app = Litestar(
