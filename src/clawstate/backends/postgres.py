@@ -76,6 +76,13 @@ is lost, waiters poll every ``poll_interval`` until it is back.  (PostgreSQL
 serialises the commits of notifying transactions cluster-wide; within a schema
 ours are serial anyway, so only writers of *different* schemas feel it.)
 
+**Events** (:mod:`clawstate.events._postgres`): the head row also holds ``pos``,
+the last event position handed out.  Event appends take the general path: round
+trip 1 locks the head (reading ``pos``) and prefetches the batch's stream versions,
+stream metadata and event ids; positions are numbered client-side under the lock
+and written with the new ``pos`` in round trip 2 — gap-free and in commit order
+across processes, like seqs.  Such commits ``NOTIFY`` with ``"<seq> <pos>"``.
+
 **Failures.**  psycopg and pool errors become :class:`BackendUnavailable` (a
 violated constraint: :class:`IntegrityError`) at this module's edge.  A lost
 connection is dropped by the pool, whose idle connections are then checked;
@@ -120,6 +127,7 @@ from ..errors import (
     IntegrityError,
     InvalidRequest,
 )
+from ..events import _postgres as _events
 from ..query import MAX_PATH_SEGMENTS, And, Compare, Eq, Filter, In, Or, run_query
 from ..types import Change
 from ._apply import Row, apply_unit
@@ -221,6 +229,7 @@ _MIGRATIONS: Final[list[list[str]]] = [
         # which would make the put statements' plans look huge.
         "ANALYZE {s}.head",
     ],
+    _events.MIGRATION,
 ]
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
@@ -291,7 +300,7 @@ FROM up CROSS JOIN h
 #: else writes until COMMIT) and read the counters the transaction continues from.
 _LOCK_HEAD: Final = (
     "UPDATE {s}.head SET seq = seq WHERE one RETURNING seq, "
-    "(SELECT COALESCE(MAX(id), 0) FROM {s}.namespaces)"
+    "(SELECT COALESCE(MAX(id), 0) FROM {s}.namespaces), pos"
 )
 _SET_HEAD: Final = "UPDATE {s}.head SET seq = %b WHERE one"
 _NOTIFY: Final = "SELECT pg_notify(%s, %s)"
@@ -657,7 +666,7 @@ class _Job:
         self.docs = docs
         self.plain = (
             unit.idempotency_key is None
-            and not getattr(unit, "events", None)  # event appends are not for this backend
+            and not getattr(unit, "events", None)  # event appends take the general path
             and all(
                 w.op == OP_PUT and w.if_version is None and not w.if_absent for w in unit.writes
             )
@@ -671,9 +680,10 @@ _Key: TypeAlias = tuple[str, str]
 _MISSING: Final = object()
 
 
-class _Rows:
-    """RowAccess for the general path: reads what was prefetched while holding the log
-    head, stages writes, and undoes a failed unit's staged writes (see module doc)."""
+class _Rows(_events.PostgresEventRows):
+    """RowAccess (and EventRowAccess) for the general path: reads what was prefetched
+    while holding the log head, stages writes, and undoes a failed unit's staged
+    writes (see module doc)."""
 
     def __init__(
         self,
@@ -685,8 +695,12 @@ class _Rows:
         idem: dict[str, tuple[bytes, bytes, float]],
         docs: dict[int, tuple[str | None, int]],
         conn: psycopg.Connection[Any],
+        pos: int = 0,
+        events: _events.EventPrefetch | None = None,
     ) -> None:
         self.backend = backend
+        self._s = backend._s
+        self._ev_init(events if events is not None else _events.EventPrefetch(), pos)
         self.ns_ids = ns_ids
         self.rows = rows
         self.seq = seq
@@ -701,12 +715,14 @@ class _Rows:
         self.new_ns: dict[str, int] = {}
         self._journal: list[tuple[str, Any, Any, bool]] = []
         self._mark: tuple[int, int, int, dict[str, int]] = (seq, max_ns, 0, {})
+        self._ev_marked = self._ev_mark()
 
     # -- units ---------------------------------------------------------------------------
 
     def begin_unit(self) -> None:
         self._journal = []
         self._mark = (self.seq, self.max_ns, len(self.logs), dict(self.new_ns))
+        self._ev_marked = self._ev_mark()
 
     def undo_unit(self) -> None:
         for kind, key, before, was_dirty in reversed(self._journal):
@@ -717,6 +733,8 @@ class _Rows:
                     self.rows[key] = before
                 if not was_dirty:
                     self.dirty.discard(key)
+            elif kind != "idem":
+                self._ev_undo_entry(kind, key, before)
             elif before is _MISSING:
                 self.idem_new.pop(key, None)
             else:
@@ -724,6 +742,7 @@ class _Rows:
         self._journal = []
         self.seq, self.max_ns, n_logs, self.new_ns = self._mark
         del self.logs[n_logs:]
+        self._ev_undo(self._ev_marked)
 
     def _set(self, key: _Key, row: _Full | None) -> None:
         self._journal.append(("row", key, self.rows.get(key, _MISSING), key in self.dirty))
@@ -865,7 +884,11 @@ class _Rows:
                 icols[2].append(result)
                 icols[3].append(expires)
             conn.execute(q["upsert_idem"], icols)
-        if self.logs:
+        self.ev_flush(q)
+        if self.ev_rows:
+            conn.execute(q["ev_set_head"], (self.seq, self.pos), prepare=True)
+            conn.execute(_NOTIFY, (self.backend._channel, f"{self.seq} {self.pos}"))
+        elif self.logs:
             conn.execute(q["set_head"], (self.seq,), prepare=True)
             conn.execute(_NOTIFY, (self.backend._channel, str(self.seq)))
 
@@ -907,11 +930,11 @@ def _param_number(params: dict[str, str], name: str, default: float, minimum: fl
     return value
 
 
-class PostgresBackend:
+class PostgresBackend(_events.PostgresEventLog):
     """Backend over one PostgreSQL schema (see the module docstring)."""
 
     name = "postgresql"
-    capabilities = Capabilities(durable=True, multi_process=True, native_query=True)
+    capabilities = Capabilities(durable=True, multi_process=True, native_query=True, events=True)
 
     def __init__(
         self,
@@ -972,6 +995,7 @@ class PostgresBackend:
                 "sweep_expire": _SWEEP_EXPIRE,
                 "sweep_idem": _SWEEP_IDEM,
                 "sweep_trim": _SWEEP_TRIM,
+                **_events.SQL,
             }.items()
         }
         self._s = quoted
@@ -981,6 +1005,7 @@ class PostgresBackend:
         # watch: the newest seq known committed (local commits and notifications)
         self._cond = threading.Condition()
         self._known_seq = 0
+        self._known_pos = 0
         self._waiters = 0
         #: one reusable binary cursor per pooled connection, for the hot statements
         self._cursors: weakref.WeakKeyDictionary[psycopg.Connection[Any], psycopg.Cursor[Any]] = (
@@ -1247,6 +1272,13 @@ class PostgresBackend:
                 with self._cond:
                     self._cond.notify_all()
 
+    def _committed_pos(self, last_pos: int) -> None:
+        if last_pos > self._known_pos:
+            with self._cond:
+                if last_pos > self._known_pos:
+                    self._known_pos = last_pos
+                    self._cond.notify_all()
+
     def _bulk(self, conn: psycopg.Connection[Any], jobs: list[_Job]) -> list[list[Outcome]]:
         """Plain puts: one statement per run of distinct keys — usually one statement
         in all, committed on its own (autocommit): one round trip, one WAL flush."""
@@ -1373,12 +1405,17 @@ class PostgresBackend:
         pairs: dict[_Key, None] = {}
         idem_keys: list[str] = []
         docs: dict[int, tuple[str | None, int]] = {}
+        streams: dict[str, None] = {}
+        event_ids: list[str] = []
         for job in jobs:
             docs.update(job.docs)
             if job.unit.idempotency_key is not None:
                 idem_keys.append(job.unit.idempotency_key)
             for w in job.unit.writes:
                 pairs[(w.namespace, w.key)] = None
+            for ew in job.unit.events:
+                streams[ew.stream] = None
+                event_ids.extend(e.id for e in ew.events)
         names = list(dict.fromkeys(n for n, _ in pairs))
         results: list[list[Outcome] | BaseException] = []
         with conn.pipeline():
@@ -1391,12 +1428,15 @@ class PostgresBackend:
             c_idem = (
                 conn.execute(q["prefetch_idem"], (idem_keys,), prepare=True) if idem_keys else None
             )
+            ev_collect = (
+                _events.prefetch_events(conn, q, list(streams), event_ids) if streams else None
+            )
             head = c_head.fetchone()
             if head is None:
                 raise psycopg.errors.NoDataFound(
                     f"{self._s}.head has no row: the schema is damaged"
                 )
-            max_seq, max_ns = int(head[0]), int(head[1])
+            max_seq, max_ns, max_pos = int(head[0]), int(head[1]), int(head[2])
             ns_ids = {str(name): int(nid) for nid, name in c_ns.fetchall()}
             rows: dict[_Key, _Full | None] = dict.fromkeys(pairs)
             for name, key, version, seq, created, updated, expires in c_rows.fetchall():
@@ -1405,7 +1445,10 @@ class PostgresBackend:
             if c_idem is not None:
                 for key, fp, result, expires in c_idem.fetchall():
                     idem[key] = (bytes(fp), bytes(result), float(expires))
-            access = _Rows(self, ns_ids, rows, max_seq, max_ns, idem, docs, conn)
+            prefetched = ev_collect() if ev_collect is not None else None
+            access = _Rows(
+                self, ns_ids, rows, max_seq, max_ns, idem, docs, conn, max_pos, prefetched
+            )
             for job in jobs:
                 access.begin_unit()
                 try:
@@ -1418,6 +1461,8 @@ class PostgresBackend:
         for name, nid in ns_ids.items():
             self._remember_ns(name, nid)
         self._committed(access.seq if access.logs else 0, access.new_ns)
+        if access.ev_rows:
+            self._committed_pos(access.pos)
         return results
 
     # -- reads -----------------------------------------------------------------------------
@@ -1762,14 +1807,17 @@ class PostgresBackend:
                         if self._closed:
                             break
                         try:
-                            seq = int(note.payload)
+                            # "<seq>", or "<seq> <position>" from a commit appending events
+                            seq_text, _, pos_text = note.payload.partition(" ")
+                            seq = int(seq_text)
+                            pos = int(pos_text) if pos_text else 0
                         except ValueError:
                             continue  # a wake-up (close) or a foreign payload
-                        if seq > self._known_seq:
+                        if seq > self._known_seq or pos > self._known_pos:
                             with self._cond:
-                                if seq > self._known_seq:
-                                    self._known_seq = seq
-                                    self._cond.notify_all()
+                                self._known_seq = max(self._known_seq, seq)
+                                self._known_pos = max(self._known_pos, pos)
+                                self._cond.notify_all()
             except psycopg.Error:
                 pass
             finally:
@@ -1824,7 +1872,7 @@ class PostgresBackend:
     def sweep(self, now: float, changelog_before: float) -> SweepResult:
         q = self._sql
 
-        def run(conn: psycopg.Connection[Any]) -> tuple[int, int, int, int]:
+        def run(conn: psycopg.Connection[Any]) -> tuple[int, int, int, int, int]:
             try:
                 with conn.pipeline():
                     conn.execute("BEGIN")
@@ -1840,12 +1888,20 @@ class PostgresBackend:
                 raise
             row = c_exp.fetchone()
             assert row is not None
-            return int(row[0]), int(row[1]), c_idem.rowcount, c_trim.rowcount
+            # Hidden events go in a transaction of their own: deleting them needs no
+            # head (appends only add versions above the ones deleted).
+            try:
+                with conn.transaction():
+                    events = self.sweep_events(conn, self._s, now)
+            except BaseException:
+                self._rollback(conn)
+                raise
+            return int(row[0]), int(row[1]), c_idem.rowcount, c_trim.rowcount, events
 
-        expired, last, idem, trimmed = self._read("sweep", run, retry=False)
+        expired, last, idem, trimmed, events = self._read("sweep", run, retry=False)
         if expired:
             self._committed(last)
-        return SweepResult(expired=expired, idempotency_keys=idem, changes=trimmed)
+        return SweepResult(expired=expired, idempotency_keys=idem, changes=trimmed, events=events)
 
     def namespaces(self) -> list[str]:
         query = f"SELECT name FROM {self._s}.namespaces ORDER BY name"
@@ -1896,6 +1952,7 @@ class PostgresBackend:
             "pool": dict(self._pool.get_stats()),
             "group_commit": {**self._committer.stats(), **self.counters},
             "listening": self._listening,
+            "events": self.event_stats(),
         }
 
     def check(self) -> tuple[list[str], dict[str, int]]:
@@ -1987,6 +2044,8 @@ class PostgresBackend:
                 docs += len(batch)
                 after = (batch[-1][0], batch[-1][1])
             checked["documents"] = docs
+            event_problems, checked["events"] = self.check_events(conn, s)
+            problems += event_problems
             return problems, checked
 
         out: tuple[list[str], dict[str, int]] = self._read("check", run)

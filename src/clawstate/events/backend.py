@@ -6,9 +6,10 @@ backend's one write path (:func:`clawstate.backends._apply.apply_unit` over an
 events is therefore (1) the ``EventRowAccess`` methods on its row-access object,
 (2) these read methods, (3) schema, sweep and check for the event tables, and
 (4) ``capabilities.events = True``.  :mod:`clawstate.events._sqlite` and
-:mod:`clawstate.events._memory` are the two implementations; a PostgreSQL one is
-the same recipe (``events``/``event_streams`` tables, a position counter row
-locked by the appending transaction, ``LISTEN/NOTIFY`` in ``wait_for_events``).
+:mod:`clawstate.events._memory` are two implementations; :mod:`clawstate.events._postgres`
+is the same recipe on PostgreSQL (``events``/``event_streams`` tables, a position
+counter in the ``head`` row locked by the appending transaction, ``LISTEN/NOTIFY``
+in ``wait_for_events``).
 
 Rows cross this seam as plain tuples (:data:`EventRow`) in one fixed column
 order: the facade decodes them into :class:`~clawstate.RecordedEvent` in one
@@ -79,6 +80,6 @@ def event_log(backend: Backend, backend_name: str = "default") -> EventLog:
         raise InvalidRequest(
             "events",
             f"the {backend.name} backend has no event store (backend {backend_name!r}); "
-            "use a store whose default backend keeps events (sqlite:// or memory://)",
+            "use a store whose default backend keeps events (sqlite://, postgresql:// or memory://)",
         )
     return backend

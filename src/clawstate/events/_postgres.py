@@ -1,0 +1,543 @@
+"""The event store on PostgreSQL: schema, row access inside the write transaction, reads.
+
+Mixed into :class:`clawstate.backends.postgres.PostgresBackend`
+(:class:`PostgresEventLog`) and its general-path row access ``_Rows``
+(:class:`PostgresEventRows`), so event appends ride the backend's group-committed
+two-round-trip transaction unchanged.
+
+Positions: the ``head`` row that orders every write transaction of the schema
+also holds ``pos``, the last event position handed out.  A batch carrying event
+appends reads it in round trip 1 with the same ``UPDATE … RETURNING`` that locks
+the head, numbers its events client-side from there while the lock is held, and
+writes the new ``pos`` in round trip 2 before ``COMMIT``.  The row lock is held
+until the commit is visible, and a transaction that waited for it re-reads the
+newest head, so positions are gap-free and in commit order across processes,
+exactly like the change log's seqs — and ``head.pos`` read in any snapshot is a
+watermark: every lower position is committed.  A unit whose check fails is
+undone client-side and never reaches the server, so no position is ever burnt.
+
+Round trip 1 also prefetches, for the batch's appends, each stream's version and
+metadata and every event id it names (for idempotent replays); ``apply_unit``
+then runs against that snapshot — safe, since nobody else can write while the
+head is held.  Data and metadata are stored as the exact JSON text (``text``), so
+a read returns the bytes that were appended; ``data::jsonb`` works in ad-hoc SQL.
+
+Commits that append events ``NOTIFY`` with ``"<seq> <pos>"``; the backend's
+listener wakes :meth:`PostgresEventLog.wait_for_events` from it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from ..backends._keyorder import prefix_upper_bound
+from ..backends.base import EventRecord, StreamMeta
+from ..errors import BackendUnavailable
+from ._sqlite import visible_from
+from .backend import EventRow
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["MIGRATION", "SQL", "PostgresEventLog", "PostgresEventRows"]
+
+#: Schema migration adding the event store (appended to the backend's migrations).
+MIGRATION: Final[list[str]] = [
+    # The last event position handed out, under the same row lock as the seq.
+    "ALTER TABLE {s}.head ADD COLUMN pos bigint NOT NULL DEFAULT 0",
+    """CREATE TABLE {s}.events (
+        position bigint PRIMARY KEY,
+        stream text COLLATE "C" NOT NULL,
+        version bigint NOT NULL,
+        id text NOT NULL,
+        type text COLLATE "C" NOT NULL,
+        schema_version integer NOT NULL,
+        data text NOT NULL,
+        metadata text,
+        recorded_at double precision NOT NULL)""",
+    "CREATE UNIQUE INDEX events_stream_version ON {s}.events (stream, version)",
+    "CREATE UNIQUE INDEX events_id ON {s}.events (id)",
+    """CREATE TABLE {s}.event_streams (
+        stream text COLLATE "C" PRIMARY KEY,
+        max_age double precision,
+        max_count bigint,
+        truncate_before bigint)""",
+]
+
+_COLS: Final = "position, stream, version, id, type, schema_version, data, metadata, recorded_at"
+
+#: Statements (``{s}``: the quoted schema), merged into the backend's SQL table.
+SQL: Final[dict[str, str]] = {
+    "ev_prefetch_versions": (
+        "SELECT stream, MAX(version) FROM {s}.events WHERE stream = ANY(%b::text[]) GROUP BY stream"
+    ),
+    "ev_prefetch_meta": (
+        "SELECT stream, max_age, max_count, truncate_before FROM {s}.event_streams "
+        "WHERE stream = ANY(%b::text[])"
+    ),
+    "ev_prefetch_ids": (
+        "SELECT id, stream, version, position FROM {s}.events WHERE id = ANY(%b::text[])"
+    ),
+    "ev_insert": """
+INSERT INTO {s}.events (position, stream, version, id, type, schema_version, data,
+                        metadata, recorded_at)
+SELECT * FROM unnest(%b::int8[], %b::text[], %b::int8[], %b::text[], %b::text[],
+                     %b::int4[], %b::text[], %b::text[], %b::float8[])
+""",
+    "ev_upsert_meta": """
+INSERT INTO {s}.event_streams (stream, max_age, max_count, truncate_before)
+SELECT * FROM unnest(%b::text[], %b::float8[], %b::int8[], %b::int8[])
+ON CONFLICT (stream) DO UPDATE SET max_age = excluded.max_age,
+    max_count = excluded.max_count, truncate_before = excluded.truncate_before
+""",
+    "ev_set_head": "UPDATE {s}.head SET seq = %b, pos = %b WHERE one",
+    "ev_last_pos": "SELECT pos FROM {s}.head WHERE one",
+    "ev_version": "SELECT MAX(version) FROM {s}.events WHERE stream = %s",
+    "ev_meta": (
+        "SELECT max_age, max_count, truncate_before FROM {s}.event_streams WHERE stream = %s"
+    ),
+    "ev_find": "SELECT stream, version, position FROM {s}.events WHERE id = %s",
+    "ev_read_all": (
+        f"SELECT {_COLS} FROM {{s}}.events WHERE position > %s ORDER BY position LIMIT %s"
+    ),
+}
+
+
+def _meta(r: Any) -> StreamMeta | None:
+    if r is None:
+        return None
+    return StreamMeta(
+        None if r[0] is None else float(r[0]),
+        None if r[1] is None else int(r[1]),
+        None if r[2] is None else int(r[2]),
+    )
+
+
+def _row(r: Any) -> EventRow:
+    return (
+        int(r[0]),
+        r[1],
+        int(r[2]),
+        r[3],
+        r[4],
+        int(r[5]),
+        r[6],
+        r[7],
+        float(r[8]),
+    )
+
+
+def _hidden_bounds(
+    conn: psycopg.Connection[Any], s: str, stream: str, meta: StreamMeta, now: float
+) -> tuple[int, int]:
+    """``(last version, lowest visible version)`` of a stream that has metadata."""
+    row = conn.execute(f"SELECT MAX(version) FROM {s}.events WHERE stream = %s", (stream,))
+    found = row.fetchone()
+    last = int(found[0]) if found is not None and found[0] is not None else 0
+    aged = 0
+    if meta.max_age is not None:
+        got = conn.execute(
+            f"SELECT MAX(version) FROM {s}.events WHERE stream = %s AND recorded_at <= %s",
+            (stream, now - meta.max_age),
+        ).fetchone()
+        aged = int(got[0]) if got is not None and got[0] is not None else 0
+    return last, visible_from(meta, last, aged)
+
+
+class EventPrefetch:
+    """What round trip 1 read for a batch's appends (while holding the head)."""
+
+    __slots__ = ("ids", "meta", "versions")
+
+    def __init__(self) -> None:
+        self.versions: dict[str, int] = {}
+        self.meta: dict[str, StreamMeta | None] = {}
+        self.ids: dict[str, tuple[str, int, int]] = {}
+
+
+class PostgresEventRows:
+    """``EventRowAccess`` for the general path's ``_Rows`` (a mixin): reads the
+    prefetched snapshot, stages appends and metadata; ``_journal`` undoes them."""
+
+    if TYPE_CHECKING:
+        conn: psycopg.Connection[Any]
+        _journal: list[tuple[str, Any, Any, bool]]
+        _s: str
+
+    ev: EventPrefetch
+    pos: int
+    ev_rows: list[EventRow]
+    ev_meta_new: dict[str, StreamMeta]
+
+    def _ev_init(self, prefetch: EventPrefetch, pos: int) -> None:
+        self.ev = prefetch
+        self.pos = pos
+        self.ev_rows = []
+        self.ev_meta_new = {}
+
+    def _ev_mark(self) -> tuple[int, int]:
+        return self.pos, len(self.ev_rows)
+
+    def _ev_undo(self, mark: tuple[int, int]) -> None:
+        self.pos, n = mark
+        del self.ev_rows[n:]
+
+    def _ev_undo_entry(self, kind: str, key: Any, before: Any) -> None:
+        table: dict[Any, Any]
+        if kind == "ev_ver":
+            table = self.ev.versions
+        elif kind == "ev_id":
+            table = self.ev.ids
+        else:
+            table = self.ev_meta_new
+        if before is _ABSENT:
+            table.pop(key, None)
+        else:
+            table[key] = before
+
+    def _ev_set(self, kind: str, table: dict[Any, Any], key: Any, value: Any) -> None:
+        self._journal.append((kind, key, table.get(key, _ABSENT), False))
+        table[key] = value
+
+    def stream_version(self, stream: str) -> int:
+        versions = self.ev.versions
+        found = versions.get(stream)
+        if found is not None:
+            return found
+        # Not prefetched (cannot happen for a unit's own streams): read it; the head is held.
+        r = self.conn.execute(
+            f"SELECT MAX(version) FROM {self._s}.events WHERE stream = %s", (stream,)
+        ).fetchone()
+        version = int(r[0]) if r is not None and r[0] is not None else 0
+        versions[stream] = version
+        return version
+
+    def events_insert(
+        self, stream: str, version: int, events: list[EventRecord], recorded_at: float
+    ) -> int | None:
+        ids = self.ev.ids
+        seen: set[str] = set()
+        for e in events:
+            if e.id in seen or self.event_find(e.id) is not None:
+                return None
+            seen.add(e.id)
+        first = self.pos + 1
+        for i, e in enumerate(events):
+            row: EventRow = (
+                first + i,
+                stream,
+                version + i,
+                e.id,
+                e.type,
+                e.schema_version,
+                e.data,
+                e.metadata,
+                recorded_at,
+            )
+            self.ev_rows.append(row)
+            self._ev_set("ev_id", ids, e.id, (stream, version + i, first + i))
+        self.pos = first + len(events) - 1
+        self._ev_set("ev_ver", self.ev.versions, stream, version + len(events) - 1)
+        return first
+
+    def append_if(
+        self, stream: str, expected: int, events: list[EventRecord], recorded_at: float
+    ) -> int | None:
+        if self.stream_version(stream) != expected:
+            return None
+        return self.events_insert(stream, expected + 1, events, recorded_at)
+
+    def event_find(self, event_id: str) -> tuple[str, int, int] | None:
+        ids = self.ev.ids
+        if event_id in ids:
+            return ids[event_id]
+        r = self.conn.execute(
+            f"SELECT stream, version, position FROM {self._s}.events WHERE id = %s", (event_id,)
+        ).fetchone()
+        found = None if r is None else (str(r[0]), int(r[1]), int(r[2]))
+        if found is not None:
+            ids[event_id] = found
+        return found
+
+    def stream_meta_get(self, stream: str) -> StreamMeta | None:
+        if stream in self.ev_meta_new:
+            return self.ev_meta_new[stream]
+        if stream in self.ev.meta:
+            return self.ev.meta[stream]
+        found = _meta(
+            self.conn.execute(
+                f"SELECT max_age, max_count, truncate_before FROM {self._s}.event_streams "
+                "WHERE stream = %s",
+                (stream,),
+            ).fetchone()
+        )
+        self.ev.meta[stream] = found
+        return found
+
+    def stream_meta_put(self, stream: str, meta: StreamMeta) -> None:
+        self._ev_set("ev_meta", self.ev_meta_new, stream, meta)
+
+    def ev_flush(self, q: dict[str, str]) -> None:
+        """Queue the staged events and metadata (pipeline: no round trip)."""
+        conn = self.conn
+        if self.ev_rows:
+            cols: list[list[Any]] = [[] for _ in range(9)]
+            for row in self.ev_rows:
+                for col, v in zip(cols, row, strict=True):
+                    col.append(v)
+            conn.execute(q["ev_insert"], cols)
+        if self.ev_meta_new:
+            mcols: list[list[Any]] = [list(self.ev_meta_new), [], [], []]
+            for m in self.ev_meta_new.values():
+                mcols[1].append(m.max_age)
+                mcols[2].append(m.max_count)
+                mcols[3].append(m.truncate_before)
+            conn.execute(q["ev_upsert_meta"], mcols)
+
+
+_ABSENT: Final = object()
+
+
+def prefetch_events(
+    conn: psycopg.Connection[Any], q: dict[str, str], streams: list[str], ids: list[str]
+) -> Callable[[], EventPrefetch]:
+    """Queue round trip 1's event reads; the returned function collects them."""
+    c_ver = conn.execute(q["ev_prefetch_versions"], (streams,), prepare=True)
+    c_meta = conn.execute(q["ev_prefetch_meta"], (streams,), prepare=True)
+    c_ids = conn.execute(q["ev_prefetch_ids"], (ids,), prepare=True) if ids else None
+
+    def collect() -> EventPrefetch:
+        out = EventPrefetch()
+        out.versions = dict.fromkeys(streams, 0)
+        for stream, version in c_ver.fetchall():
+            out.versions[str(stream)] = int(version)
+        out.meta = dict.fromkeys(streams)
+        for r in c_meta.fetchall():
+            out.meta[str(r[0])] = _meta(r[1:])
+        if c_ids is not None:
+            for eid, stream, version, position in c_ids.fetchall():
+                out.ids[str(eid)] = (str(stream), int(version), int(position))
+        return out
+
+    return collect
+
+
+class PostgresEventLog:
+    """:class:`~clawstate.events.backend.EventLog` for the PostgreSQL backend (a mixin)."""
+
+    if TYPE_CHECKING:
+        _s: str
+        _sql: dict[str, str]
+        _closed: bool
+        _poll: float
+        _cond: threading.Condition
+        _waiters: int
+        _listening: bool
+        _listen_gen: int
+        _known_pos: int
+
+        def _read(
+            self, what: str, fn: Callable[[psycopg.Connection[Any]], Any], *, retry: bool = True
+        ) -> Any: ...
+
+        def _ensure_listener(self) -> None: ...
+
+    def read_stream(
+        self, stream: str, from_version: int | None, backwards: bool, limit: int, now: float
+    ) -> list[EventRow]:
+        s, q = self._s, self._sql
+
+        def run(conn: psycopg.Connection[Any]) -> list[EventRow]:
+            meta = _meta(conn.execute(q["ev_meta"], (stream,)).fetchone())
+            low = 1 if meta is None else _hidden_bounds(conn, s, stream, meta, now)[1]
+            query = f"SELECT {_COLS} FROM {s}.events WHERE stream = %s AND version >= %s"
+            params: list[Any] = [stream, low]
+            if backwards:
+                if from_version is not None:
+                    query += " AND version <= %s"
+                    params.append(from_version)
+            elif from_version is not None and from_version > low:
+                params[1] = from_version
+            query += (
+                " ORDER BY version DESC LIMIT %s" if backwards else " ORDER BY version LIMIT %s"
+            )
+            params.append(limit)
+            return [_row(r) for r in conn.execute(query, params).fetchall()]
+
+        out: list[EventRow] = self._read("read stream", run)
+        return out
+
+    def read_all(
+        self, after: int, limit: int, stream_prefix: str, types: tuple[str, ...]
+    ) -> tuple[list[EventRow], int]:
+        s, q = self._s, self._sql
+
+        def run(conn: psycopg.Connection[Any]) -> tuple[list[EventRow], int]:
+            if not stream_prefix and not types:
+                rows = [_row(r) for r in conn.execute(q["ev_read_all"], (after, limit)).fetchall()]
+                return rows, rows[-1][0] if rows else after
+            # The watermark is read first: every position up to it is committed, so
+            # once the filtered rows below it are read, the reader may move past it.
+            got = conn.execute(q["ev_last_pos"]).fetchone()
+            end = int(got[0]) if got is not None else 0
+            query = f"SELECT {_COLS} FROM {s}.events WHERE position > %s AND position <= %s"
+            params: list[Any] = [after, end]
+            if stream_prefix:
+                query += " AND stream >= %s"
+                params.append(stream_prefix)
+                upper = prefix_upper_bound(stream_prefix)
+                if upper is not None:
+                    query += " AND stream < %s"
+                    params.append(upper)
+            if types:
+                query += " AND type = ANY(%s::text[])"
+                params.append(list(types))
+            query += " ORDER BY position LIMIT %s"
+            params.append(limit)
+            rows = [_row(r) for r in conn.execute(query, params).fetchall()]
+            if len(rows) >= limit:
+                return rows, rows[-1][0]
+            return rows, max(end, after)
+
+        out: tuple[list[EventRow], int] = self._read("read all", run)
+        return out
+
+    def last_position(self) -> int:
+        if self._closed:
+            raise BackendUnavailable("the store is closed")
+        query = self._sql["ev_last_pos"]
+        row = self._read("last position", lambda conn: conn.execute(query).fetchone())
+        pos = int(row[0]) if row is not None else 0
+        if pos > self._known_pos:
+            with self._cond:
+                self._known_pos = max(self._known_pos, pos)
+        return pos
+
+    def wait_for_events(self, after: int, timeout: float) -> bool:
+        """Woken by NOTIFY (every commit appending events sends its last position);
+        polls every ``poll_interval`` only while the listener connection is down."""
+        deadline = time.monotonic() + timeout
+        if self._known_pos > after:
+            return True
+        if self._closed:
+            raise BackendUnavailable("the store is closed")
+        self._ensure_listener()
+        while True:
+            with self._cond:
+                gen, listening = self._listen_gen, self._listening
+            # The listener was LISTENing before this read: a commit after it notifies.
+            if self.last_position() > after:
+                return True
+            with self._cond:
+                self._waiters += 1
+                try:
+                    while True:
+                        if self._known_pos > after:
+                            return True
+                        if self._closed:
+                            raise BackendUnavailable("the store is closed")
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            return False
+                        if not listening:
+                            self._cond.wait(min(remaining, self._poll))
+                            break
+                        if self._listen_gen != gen or not self._listening:
+                            break
+                        self._cond.wait(remaining)
+                finally:
+                    self._waiters -= 1
+
+    def stream_state(self, stream: str) -> tuple[int, StreamMeta | None]:
+        q = self._sql
+
+        def run(conn: psycopg.Connection[Any]) -> tuple[int, StreamMeta | None]:
+            r = conn.execute(q["ev_version"], (stream,)).fetchone()
+            version = int(r[0]) if r is not None and r[0] is not None else 0
+            return version, _meta(conn.execute(q["ev_meta"], (stream,)).fetchone())
+
+        out: tuple[int, StreamMeta | None] = self._read("stream state", run)
+        return out
+
+    def event_stats(self) -> dict[str, Any]:
+        s = self._s
+
+        def run(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+            r = conn.execute(
+                f"SELECT MIN(position), MAX(position), COUNT(*) FROM {s}.events"
+            ).fetchone()
+            m = conn.execute(f"SELECT COUNT(*) FROM {s}.event_streams").fetchone()
+            head = conn.execute(f"SELECT pos FROM {s}.head WHERE one").fetchone()
+            assert r is not None and m is not None
+            return {
+                "first_position": int(r[0] or 0),
+                "last_position": int(head[0]) if head is not None else int(r[1] or 0),
+                "events": int(r[2]),
+                "streams_with_metadata": int(m[0]),
+            }
+
+        out: dict[str, Any] = self._read("event stats", run)
+        return out
+
+    # -- called by the backend's sweep and check --------------------------------------
+
+    @staticmethod
+    def sweep_events(
+        conn: psycopg.Connection[Any], s: str, now: float, budget: int = 50_000
+    ) -> int:
+        """Delete events their stream's metadata hides, keeping each stream's last."""
+        removed = 0
+        for stream, max_age, max_count, truncate_before in conn.execute(
+            f"SELECT stream, max_age, max_count, truncate_before FROM {s}.event_streams"
+        ).fetchall():
+            if removed >= budget:
+                break
+            meta = _meta((max_age, max_count, truncate_before))
+            assert meta is not None
+            last, low = _hidden_bounds(conn, s, stream, meta, now)
+            if last and low > 1:
+                cur = conn.execute(
+                    f"DELETE FROM {s}.events WHERE stream = %s AND version < %s AND version < %s",
+                    (stream, low, last),
+                )
+                removed += max(cur.rowcount, 0)
+        return removed
+
+    @staticmethod
+    def check_events(conn: psycopg.Connection[Any], s: str) -> tuple[list[str], int]:
+        """Problems in the event tables, and how many events were checked."""
+
+        def one(query: str) -> int:
+            r = conn.execute(query).fetchone()
+            return 0 if r is None or r[0] is None else int(r[0])
+
+        problems: list[str] = []
+        count = one(f"SELECT COUNT(*) FROM {s}.events")
+        bad = one(
+            f"SELECT COUNT(*) FROM {s}.events "
+            "WHERE position < 1 OR version < 1 OR schema_version < 1"
+        )
+        if bad:
+            problems.append(f"{bad} events have impossible metadata")
+        holes = one(
+            f"SELECT COUNT(*) FROM (SELECT stream FROM {s}.events GROUP BY stream "
+            "HAVING MAX(version) - MIN(version) + 1 <> COUNT(*)) AS h"
+        )
+        if holes:
+            problems.append(f"{holes} streams have holes in their versions")
+        disorder = one(
+            f"SELECT COUNT(*) FROM {s}.events a JOIN {s}.events b "
+            "ON b.stream = a.stream AND b.version = a.version + 1 WHERE b.position <= a.position"
+        )
+        if disorder:
+            problems.append(f"{disorder} events have a higher version but a lower position")
+        maxpos = one(f"SELECT COALESCE(MAX(position), 0) FROM {s}.events")
+        head = one(f"SELECT pos FROM {s}.head WHERE one")
+        if maxpos > head:
+            problems.append(
+                f"the event head is at position {head} but the log holds position {maxpos}"
+            )
+        return problems, count
