@@ -609,12 +609,15 @@ class SQLiteBackend(_events.SQLiteEventLog):
         nid = self._ns_id(namespace)
         if nid is None:
             return 0
-        r = (
-            self._conn()
-            .execute(f"SELECT COUNT(*) FROM items WHERE ns = ? AND {_LIVE}", (nid, now))
-            .fetchone()
-        )
-        return int(r[0])
+        return int(self._row(f"SELECT COUNT(*) FROM items WHERE ns = ? AND {_LIVE}", (nid, now))[0])
+
+    def _row(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+        """One row of a small read, with driver errors translated at this edge."""
+        try:
+            row: tuple[Any, ...] = self._conn().execute(sql, params).fetchone()
+        except sqlite3.Error as exc:
+            raise _translate(exc, "read") from exc
+        return row
 
     # -- change log ------------------------------------------------------------------
 
@@ -644,14 +647,11 @@ class SQLiteBackend(_events.SQLiteEventLog):
             raise _translate(exc, "changes") from exc
 
     def last_seq(self) -> int:
-        r = self._conn().execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()
-        return int(r[0])
+        return int(self._row("SELECT COALESCE(MAX(seq), 0) FROM changes")[0])
 
     def first_seq(self) -> int:
-        r = self._conn().execute("SELECT MIN(seq), MAX(seq) FROM changes").fetchone()
-        if r[0] is None:
-            return self.last_seq() + 1
-        return int(r[0])
+        first, last = self._row("SELECT MIN(seq), COALESCE(MAX(seq), 0) FROM changes")
+        return int(last) + 1 if first is None else int(first)
 
     def wait_for_change(self, after_seq: int, timeout: float) -> bool:
         """Local commits wake waiters at once; other processes' are seen by polling."""
@@ -703,7 +703,11 @@ class SQLiteBackend(_events.SQLiteEventLog):
         )
 
     def namespaces(self) -> list[str]:
-        return [r[0] for r in self._conn().execute("SELECT name FROM namespaces ORDER BY name")]
+        try:
+            rows = self._conn().execute("SELECT name FROM namespaces ORDER BY name").fetchall()
+        except sqlite3.Error as exc:
+            raise _translate(exc, "namespaces") from exc
+        return [r[0] for r in rows]
 
     def stats(self) -> dict[str, Any]:
         conn = self._conn()
