@@ -34,6 +34,7 @@ COMMANDS = [
     ["events", "tail"],
     ["projections", "rebuild"],
     ["projections", "status"],
+    ["worker"],
     ["serve"],
 ]
 #: Commands that run until stopped: their example is started, must come up, and is

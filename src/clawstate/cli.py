@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from . import _open
-from .cli_events import events_app, projections_app
+from .cli_events import events_app, projections_app, worker
 from .errors import BackendUnavailable, ClawStateError, InvalidRequest, VersionConflict
 from .store import Store
 from .types import Change, Item
@@ -52,6 +52,7 @@ audit_app = typer.Typer(
 app.add_typer(audit_app, name="audit")
 app.add_typer(events_app, name="events")
 app.add_typer(projections_app, name="projections")
+app.command("worker")(worker)
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)

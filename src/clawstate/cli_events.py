@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .events.projections import Projection
     from .store import Store
 
-__all__ = ["events_app", "projections_app"]
+__all__ = ["events_app", "projections_app", "worker"]
 
 events_app = typer.Typer(
     help="The event store: append to streams, read them, follow the global log.\n\n"
@@ -302,3 +302,81 @@ def rebuild(
         removed = runner.reset(name)
         handled = runner.run_until_idle()
         _print({"name": name, "removed": removed, "handled": handled})
+
+
+def worker(
+    projection: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--projection",
+            "-p",
+            help="module:Class of a projection to run (repeat for several)",
+        ),
+    ] = None,
+    sweep_interval: Annotated[
+        float | None,
+        typer.Option(
+            "--sweep-interval",
+            help="Seconds between sweeps (default: the store's sweep_interval; 0: no sweep)",
+        ),
+    ] = None,
+    batch: Annotated[int, typer.Option(help="Events per projection page")] = 500,
+    idle_wait: Annotated[
+        float, typer.Option("--idle-wait", help="Longest wait for a commit before re-checking")
+    ] = 1.0,
+    once: Annotated[
+        bool,
+        typer.Option("--once", help="Catch up and sweep once, print what was done, exit"),
+    ] = False,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "info",
+) -> None:
+    """Run projections and the sweep until SIGTERM or Ctrl-C (or, with --once, one pass).
+
+    Each projection's read-model writes commit with its checkpoint; several workers
+    may run the same projections (a page is committed by one of them only).  The
+    sweep removes expired items, old change-log rows and the events stream metadata
+    hides.  Logs are JSON lines on stderr.
+
+    \b
+    Example:
+      clawstate worker --once --projection clawstate.events.projections:EventCounts
+    """
+    import signal
+    import threading
+
+    from . import cli
+    from .config import load_config
+    from .errors import ClawStateError
+    from .server.logs import configure_logging
+    from .worker import Worker
+
+    projections = [_load_projection(spec) for spec in projection or ()]
+    if sweep_interval is None:
+        # The CLI's store never sweeps by itself (sweep_interval=0): read the configured
+        # interval the way the store would have, and run the sweep here instead.
+        try:
+            url: dict[str, Any] = {"url": cli._state.url} if cli._state.url else {}
+            sweep_interval = load_config(cli._state.config, **url).sweep_interval
+        except ClawStateError as exc:
+            cli._fail(exc)
+    configure_logging(log_level)
+    with _store() as store:
+        w = Worker(
+            store,
+            projections,
+            sweep_interval=sweep_interval,
+            batch=batch,
+            idle_wait=idle_wait,
+        )
+        if once:
+            _print(w.run_once())
+            return
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: Any) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        w.run(stop)
+        _print(w.status())
