@@ -133,3 +133,67 @@ async def test_async_tasks_are_group_committed(tmp_path: Path) -> None:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def _slow_committer(commit_seconds: float) -> GroupCommitter[int, int]:
+    def run_batch(jobs: list[int]) -> list[object]:
+        time.sleep(commit_seconds)  # an fsync or a round trip: the GIL is released
+        return list(jobs)
+
+    return GroupCommitter(run_batch)
+
+
+def test_a_lone_writer_never_waits_to_gather() -> None:
+    committer = _slow_committer(0.002)
+    for i in range(20):
+        assert committer.submit(i) == i
+    assert committer.gathers == 0 and committer.batches == 20
+
+
+def test_the_gather_window_fills_batches_when_commits_are_slow() -> None:
+    """Without the window batches alternate between a straggler and the rest; with it
+    a leader waits (at most half a commit) for the writers just acknowledged."""
+    committer = _slow_committer(0.002)
+    writers, per_writer = 6, 30
+    barrier = threading.Barrier(writers)
+
+    def writer(w: int) -> None:
+        barrier.wait()
+        for i in range(per_writer):
+            assert committer.submit(w * 1000 + i) == w * 1000 + i
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    stats = committer.stats()
+    assert stats["jobs"] == writers * per_writer
+    assert stats["gathers"] > 0
+    assert stats["mean_batch"] > writers * 0.75, stats
+    # Once the others are gone, a lone writer stops gathering within the history.
+    before = committer.gathers
+    for i in range(30):
+        committer.submit(i)
+    assert committer.gathers - before <= 8
+
+
+def test_a_leader_does_not_wait_for_writers_that_never_come() -> None:
+    """Writers that do not come back (a burst, then nothing) cost at most the window."""
+    committer = _slow_committer(0.004)
+    gate = threading.Barrier(4)
+
+    def burst(w: int) -> None:
+        gate.wait()
+        committer.submit(w)
+
+    for _ in range(3):  # build a history of batches of several writers
+        threads = [threading.Thread(target=burst, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+    t0 = time.perf_counter()
+    committer.submit(99)  # alone, though the history says four writers
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 0.004 + 0.0005 + 0.02, elapsed  # commit + window (0.5 ms cap) + slack
