@@ -134,6 +134,7 @@ from ._apply import Row, apply_unit
 from ._group_commit import GroupCommitter
 from ._keyorder import prefix_upper_bound
 from .base import (
+    OP_APPEND,
     OP_EXPIRE,
     OP_NAMES,
     OP_PUT,
@@ -657,7 +658,7 @@ def _fetch_all(query: str, params: Sequence[Any]) -> Callable[[psycopg.Connectio
 class _Job:
     """One caller's unit plus what the caller thread precomputed for it."""
 
-    __slots__ = ("docs", "plain", "unit")
+    __slots__ = ("docs", "events_only", "plain", "unit")
 
     def __init__(self, unit: WriteUnit, docs: dict[int, tuple[str | None, int]]) -> None:
         self.unit = unit
@@ -666,10 +667,18 @@ class _Job:
         self.docs = docs
         self.plain = (
             unit.idempotency_key is None
-            and not getattr(unit, "events", None)  # event appends take the general path
+            and not unit.events  # event appends take their own path or the general one
             and all(
                 w.op == OP_PUT and w.if_version is None and not w.if_absent for w in unit.writes
             )
+        )
+        #: appends only (no metadata, deletes, state writes or idempotency key): the
+        #: one-statement event path can take it
+        self.events_only = (
+            bool(unit.events)
+            and not unit.writes
+            and unit.idempotency_key is None
+            and all(ew.events and ew.meta is None and not ew.delete for ew in unit.events)
         )
 
 
@@ -1016,7 +1025,13 @@ class PostgresBackend(_events.PostgresEventLog):
         self._listen_ready = threading.Event()
         self._listener: threading.Thread | None = None
         self._listener_lock = threading.Lock()
-        self.counters = {"bulk_batches": 0, "general_batches": 0, "retried_alone": 0}
+        self.counters = {
+            "bulk_batches": 0,
+            "general_batches": 0,
+            "retried_alone": 0,
+            "event_fast_batches": 0,
+            "event_fast_refused": 0,
+        }
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             conninfo,
             min_size=pool_min,
@@ -1237,6 +1252,10 @@ class PostgresBackend(_events.PostgresEventLog):
             if bulk:
                 self.counters["bulk_batches"] += 1
                 return list(self._bulk(conn, jobs))
+            if all(j.events_only for j in jobs):
+                fast = self._append_fast(conn, jobs)
+                if fast is not None:
+                    return fast
             self.counters["general_batches"] += 1
             return self._general(conn, jobs)
         except psycopg.Error as exc:
@@ -1339,6 +1358,85 @@ class PostgresBackend(_events.PostgresEventLog):
             assert all(o is not None for o in outcomes), "a plain put got no outcome"
             done.append(outcomes)  # type: ignore[arg-type]
         return done
+
+    def _append_fast(
+        self, conn: psycopg.Connection[Any], jobs: list[_Job]
+    ) -> list[list[Outcome] | BaseException] | None:
+        """Event-only jobs as one autocommit statement (see ``APPEND_FAST``); jobs whose
+        check failed re-run on the general path.  None: the batch does not fit (a
+        stream repeats) or the statement was refused — run all of it the general way."""
+        w_job: list[int] = []
+        w_stream: list[str] = []
+        w_expected: list[int] = []
+        e_cols: list[list[Any]] = [[] for _ in range(6)]
+        for ji, job in enumerate(jobs):
+            for ew in job.unit.events:
+                w_job.append(ji)
+                w_stream.append(ew.stream)
+                w_expected.append(ew.expected)
+                wi = len(w_stream)
+                for e in ew.events:
+                    for col, v in zip(
+                        e_cols,
+                        (wi, e.id, e.type, e.schema_version, e.data, e.metadata),
+                        strict=True,
+                    ):
+                        col.append(v)
+        if len(set(w_stream)) != len(w_stream):
+            return None  # a later append's check depends on an earlier one's outcome
+        now = jobs[0].unit.now
+        try:
+            cur = self._cursor(conn)
+            cur.execute(
+                self._sql["ev_append_fast"],
+                (w_job, w_stream, w_expected, *e_cols, now, self._channel),
+                prepare=True,
+            )
+            rows = cur.fetchall()
+        except psycopg.Error as exc:
+            if _lost(exc):
+                raise
+            self._rollback(conn)
+            self.counters["event_fast_refused"] += 1
+            return None
+        self.counters["event_fast_batches"] += 1
+        results: list[list[Outcome] | BaseException | None] = [[] for _ in jobs]
+        retry: list[int] = []
+        last = 0
+        for wi, ok, current, position, _notified in rows:
+            ji = w_job[wi - 1]
+            if not ok:
+                if not retry or retry[-1] != ji:
+                    retry.append(ji)
+                results[ji] = None
+                continue
+            job_out = results[ji]
+            assert isinstance(job_out, list)
+            job = jobs[ji]
+            ew = job.unit.events[len(job_out)]
+            version = int(current) + len(ew.events)
+            job_out.append(
+                Outcome(
+                    "",
+                    ew.stream,
+                    OP_APPEND,
+                    True,
+                    version,
+                    int(position),
+                    job.unit.now,
+                    job.unit.now,
+                    None,
+                )
+            )
+            last = max(last, int(position))
+        if last:
+            self._committed_pos(last)
+        if retry:
+            again = self._general(conn, [jobs[ji] for ji in retry])
+            for ji, result in zip(retry, again, strict=True):
+                results[ji] = result
+        assert all(r is not None for r in results)
+        return results  # type: ignore[return-value]
 
     def _put_statement(
         self,

@@ -22,6 +22,11 @@ then runs against that snapshot — safe, since nobody else can write while the
 head is held.  Data and metadata are stored as the exact JSON text (``text``), so
 a read returns the bytes that were appended; ``data::jsonb`` works in ad-hoc SQL.
 
+Batches that only append (no metadata, deletes, state writes or idempotency keys)
+take a shorter way: one autocommit statement (:data:`APPEND_FAST`) that checks,
+numbers, inserts and notifies — one round trip and one WAL flush per batch; what it
+cannot decide exactly goes to the path above.
+
 Commits that append events ``NOTIFY`` with ``"<seq> <pos>"``; the backend's
 listener wakes :meth:`PostgresEventLog.wait_for_events` from it.
 """
@@ -42,7 +47,7 @@ from .backend import EventRow
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["MIGRATION", "SQL", "PostgresEventLog", "PostgresEventRows"]
+__all__ = ["APPEND_FAST", "MIGRATION", "SQL", "PostgresEventLog", "PostgresEventRows"]
 
 #: Schema migration adding the event store (appended to the backend's migrations).
 MIGRATION: Final[list[str]] = [
@@ -66,6 +71,63 @@ MIGRATION: Final[list[str]] = [
         max_count bigint,
         truncate_before bigint)""",
 ]
+
+#: Event-only batches (appends to distinct streams, no metadata, no deletes, no state
+#: writes, no idempotency keys) as ONE autocommit statement: one round trip, one WAL
+#: flush.  Per append (``w``): its job, stream and expected-version code; per event
+#: (``e``): its append, id, type, schema version, data, metadata.  A job is applied
+#: only if every one of its appends passes its version check and none of its ids is
+#: taken; passing events are numbered after the head's ``pos`` in batch order, under
+#: the head's row lock (an ``UPDATE`` that waited for the lock re-reads the newest
+#: head, so positions stay gap-free and in commit order).  The checks read the
+#: statement's snapshot, taken before that wait: if a writer in another process
+#: committed to the same stream (or id) meanwhile, the check can pass on stale data —
+#: and the unique ``(stream, version)`` / ``id`` indexes then refuse the insert, the
+#: statement fails whole, and the caller re-runs the batch on the general path, which
+#: reads under the lock.  Jobs that fail a check are returned (``ok`` false) and also
+#: re-run on the general path, which raises the exact error or replays an idempotent
+#: retry.  Parameters: w_job, w_stream, w_expected, e_w, e_id, e_type,
+#: e_schema_version, e_data, e_metadata, now, channel.
+APPEND_FAST: Final = """
+WITH w AS (
+    SELECT * FROM unnest(%b::int4[], %b::text[], %b::int8[])
+        WITH ORDINALITY AS w(job, stream, expected, wi)
+), e AS (
+    SELECT * FROM unnest(%b::int8[], %b::text[], %b::text[], %b::int4[], %b::text[], %b::text[])
+        WITH ORDINALITY AS e(wi, id, type, schema_version, data, metadata, ord)
+), chk AS (
+    SELECT w.wi, w.job, w.stream, w.expected, COALESCE(
+        (SELECT MAX(x.version) FROM {s}.events x WHERE x.stream = w.stream), 0) AS current,
+        EXISTS (SELECT 1 FROM e JOIN {s}.events x ON x.id = e.id WHERE e.wi = w.wi) AS taken
+    FROM w
+), jobs AS (
+    SELECT job, bool_and(NOT taken AND (expected = -1 OR (expected = -2 AND current > 0)
+                                        OR expected = current)) AS ok
+    FROM chk GROUP BY job
+), ins AS (
+    SELECT e.*, chk.stream, chk.current + row_number() OVER (PARTITION BY e.wi ORDER BY e.ord)
+               AS version, row_number() OVER (ORDER BY e.ord) AS rank
+    FROM e JOIN chk ON chk.wi = e.wi JOIN jobs ON jobs.job = chk.job
+    WHERE jobs.ok
+), n AS (SELECT count(*) AS n FROM ins),
+h AS (
+    UPDATE {s}.head SET pos = pos + (SELECT n FROM n) WHERE one
+    RETURNING pos - (SELECT n FROM n) AS base, pos, seq
+), put AS (
+    INSERT INTO {s}.events (position, stream, version, id, type, schema_version, data,
+                            metadata, recorded_at)
+    SELECT h.base + ins.rank, ins.stream, ins.version, ins.id, ins.type, ins.schema_version,
+           ins.data, ins.metadata, %b::float8
+    FROM ins CROSS JOIN h
+), note AS (
+    SELECT pg_notify(%b, h.seq::text || ' ' || h.pos::text) AS sent FROM h, n WHERE n.n > 0
+)
+SELECT chk.wi, jobs.ok, chk.current, h.base + (SELECT MAX(ins.rank) FROM ins WHERE ins.wi = chk.wi),
+       (SELECT count(*) FROM note)
+FROM chk JOIN jobs ON jobs.job = chk.job CROSS JOIN h
+ORDER BY chk.wi
+"""
+
 
 _COLS: Final = "position, stream, version, id, type, schema_version, data, metadata, recorded_at"
 
@@ -100,6 +162,7 @@ ON CONFLICT (stream) DO UPDATE SET max_age = excluded.max_age,
         "SELECT max_age, max_count, truncate_before FROM {s}.event_streams WHERE stream = %s"
     ),
     "ev_find": "SELECT stream, version, position FROM {s}.events WHERE id = %s",
+    "ev_append_fast": APPEND_FAST,
     "ev_read_all": (
         f"SELECT {_COLS} FROM {{s}}.events WHERE position > %s ORDER BY position LIMIT %s"
     ),
