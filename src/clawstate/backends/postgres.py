@@ -895,8 +895,9 @@ class _Rows(_events.PostgresEventRows):
             conn.execute(q["upsert_idem"], icols)
         self.ev_flush(q)
         if self.ev_rows:
-            conn.execute(q["ev_set_head"], (self.seq, self.pos), prepare=True)
-            conn.execute(_NOTIFY, (self.backend._channel, f"{self.seq} {self.pos}"))
+            conn.execute(
+                q["ev_set_head"], (self.seq, self.pos, self.backend._channel), prepare=True
+            )
         elif self.logs:
             conn.execute(q["set_head"], (self.seq,), prepare=True)
             conn.execute(_NOTIFY, (self.backend._channel, str(self.seq)))
@@ -1519,9 +1520,16 @@ class PostgresBackend(_events.PostgresEventLog):
         with conn.pipeline():
             conn.execute("BEGIN")
             c_head = conn.execute(q["lock_head"], prepare=True)
-            c_ns = conn.execute(q["ns_by_names"], (names,), prepare=True)
-            c_rows = conn.execute(
-                q["prefetch_rows"], ([n for n, _ in pairs], [k for _, k in pairs]), prepare=True
+            # An event-only batch has no rows to read.
+            c_ns = conn.execute(q["ns_by_names"], (names,), prepare=True) if pairs else None
+            c_rows = (
+                conn.execute(
+                    q["prefetch_rows"],
+                    ([n for n, _ in pairs], [k for _, k in pairs]),
+                    prepare=True,
+                )
+                if pairs
+                else None
             )
             c_idem = (
                 conn.execute(q["prefetch_idem"], (idem_keys,), prepare=True) if idem_keys else None
@@ -1535,9 +1543,13 @@ class PostgresBackend(_events.PostgresEventLog):
                     f"{self._s}.head has no row: the schema is damaged"
                 )
             max_seq, max_ns, max_pos = int(head[0]), int(head[1]), int(head[2])
-            ns_ids = {str(name): int(nid) for nid, name in c_ns.fetchall()}
+            ns_ids = (
+                {str(name): int(nid) for nid, name in c_ns.fetchall()} if c_ns is not None else {}
+            )
             rows: dict[_Key, _Full | None] = dict.fromkeys(pairs)
-            for name, key, version, seq, created, updated, expires in c_rows.fetchall():
+            for name, key, version, seq, created, updated, expires in (
+                c_rows.fetchall() if c_rows is not None else ()
+            ):
                 rows[(name, key)] = (version, seq, created, updated, expires, None, None, 0)
             idem: dict[str, tuple[bytes, bytes, float]] = {}
             if c_idem is not None:

@@ -155,7 +155,11 @@ SELECT * FROM unnest(%b::text[], %b::float8[], %b::int8[], %b::int8[])
 ON CONFLICT (stream) DO UPDATE SET max_age = excluded.max_age,
     max_count = excluded.max_count, truncate_before = excluded.truncate_before
 """,
-    "ev_set_head": "UPDATE {s}.head SET seq = %b, pos = %b WHERE one",
+    # The new counters, and the NOTIFY that COMMIT delivers, in one statement.
+    "ev_set_head": (
+        "WITH h AS (UPDATE {s}.head SET seq = %b, pos = %b WHERE one RETURNING seq, pos) "
+        "SELECT pg_notify(%b, h.seq::text || ' ' || h.pos::text) FROM h"
+    ),
     "ev_last_pos": "SELECT pos FROM {s}.head WHERE one",
     "ev_version": "SELECT MAX(version) FROM {s}.events WHERE stream = %s",
     "ev_meta": (
@@ -218,7 +222,8 @@ class EventPrefetch:
     def __init__(self) -> None:
         self.versions: dict[str, int] = {}
         self.meta: dict[str, StreamMeta | None] = {}
-        self.ids: dict[str, tuple[str, int, int]] = {}
+        #: every id the batch names: where it is, or None (checked: not in the log)
+        self.ids: dict[str, tuple[str, int, int] | None] = {}
 
 
 class PostgresEventRows:
@@ -381,6 +386,7 @@ def prefetch_events(
         for r in c_meta.fetchall():
             out.meta[str(r[0])] = _meta(r[1:])
         if c_ids is not None:
+            out.ids = dict.fromkeys(ids)
             for eid, stream, version, position in c_ids.fetchall():
                 out.ids[str(eid)] = (str(stream), int(version), int(position))
         return out
