@@ -1388,12 +1388,29 @@ class PostgresBackend(_events.PostgresEventLog):
         now = jobs[0].unit.now
         try:
             cur = self._cursor(conn)
-            cur.execute(
-                self._sql["ev_append_fast"],
-                (w_job, w_stream, w_expected, *e_cols, now, self._channel),
-                prepare=True,
-            )
-            rows = cur.fetchall()
+            if len(w_stream) == 1:
+                ids, types, svs, data, metadata = e_cols[1:]
+                params = {
+                    "stream": w_stream[0],
+                    "expected": w_expected[0],
+                    "n": len(ids),
+                    "ids": ids,
+                    "types": types,
+                    "svs": svs,
+                    "data": data,
+                    "metadata": metadata,
+                    "now": now,
+                    "chan": self._channel,
+                }
+                cur.execute(self._sql["ev_append_one"], params, prepare=True)
+                rows = [(1, *r) for r in cur.fetchall()]
+            else:
+                cur.execute(
+                    self._sql["ev_append_fast"],
+                    (w_job, w_stream, w_expected, *e_cols, now, self._channel),
+                    prepare=True,
+                )
+                rows = cur.fetchall()
         except psycopg.Error as exc:
             if _lost(exc):
                 raise

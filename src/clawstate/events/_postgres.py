@@ -47,7 +47,7 @@ from .backend import EventRow
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["APPEND_FAST", "MIGRATION", "SQL", "PostgresEventLog", "PostgresEventRows"]
+__all__ = ["APPEND_FAST", "APPEND_ONE", "MIGRATION", "SQL", "PostgresEventLog", "PostgresEventRows"]
 
 #: Schema migration adding the event store (appended to the backend's migrations).
 MIGRATION: Final[list[str]] = [
@@ -129,6 +129,36 @@ ORDER BY chk.wi
 """
 
 
+#: The common case of ``APPEND_FAST`` — one append to one stream — with a plan of a
+#: few index probes: no window functions, no sorts, and nothing locked or written
+#: when the check fails.  Named parameters: stream, expected, n, ids, types,
+#: schema_versions, data, metadata, now, chan.
+APPEND_ONE: Final = """
+WITH c AS (
+    SELECT COALESCE((SELECT MAX(version) FROM {s}.events WHERE stream = %(stream)b::text), 0)
+               AS current,
+           EXISTS (SELECT 1 FROM {s}.events WHERE id = ANY(%(ids)b::text[])) AS taken
+), ok AS (
+    SELECT current, NOT taken AND (%(expected)b::int8 = -1
+        OR (%(expected)b::int8 = -2 AND current > 0) OR %(expected)b::int8 = current) AS ok
+    FROM c
+), h AS (
+    UPDATE {s}.head SET pos = pos + %(n)b::int8 WHERE one AND (SELECT ok FROM ok)
+    RETURNING pos - %(n)b::int8 AS base, pos, seq
+), put AS (
+    INSERT INTO {s}.events (position, stream, version, id, type, schema_version, data,
+                            metadata, recorded_at)
+    SELECT h.base + t.ord, %(stream)b::text, ok.current + t.ord, t.id, t.type, t.sv, t.data,
+           t.metadata, %(now)b::float8
+    FROM unnest(%(ids)b::text[], %(types)b::text[], %(svs)b::int4[], %(data)b::text[],
+                %(metadata)b::text[]) WITH ORDINALITY AS t(id, type, sv, data, metadata, ord),
+         h, ok
+), note AS (
+    SELECT pg_notify(%(chan)b, h.seq::text || ' ' || h.pos::text) AS sent FROM h
+)
+SELECT ok.ok, ok.current, h.pos, (SELECT count(*) FROM note) FROM ok LEFT JOIN h ON true
+"""
+
 _COLS: Final = "position, stream, version, id, type, schema_version, data, metadata, recorded_at"
 
 #: Statements (``{s}``: the quoted schema), merged into the backend's SQL table.
@@ -167,6 +197,7 @@ ON CONFLICT (stream) DO UPDATE SET max_age = excluded.max_age,
     ),
     "ev_find": "SELECT stream, version, position FROM {s}.events WHERE id = %s",
     "ev_append_fast": APPEND_FAST,
+    "ev_append_one": APPEND_ONE,
     "ev_read_all": (
         f"SELECT {_COLS} FROM {{s}}.events WHERE position > %s ORDER BY position LIMIT %s"
     ),
