@@ -1389,11 +1389,13 @@ class PostgresBackend(_events.PostgresEventLog):
         try:
             cur = self._cursor(conn)
             if len(w_stream) == 1:
-                ids, types, svs, data, metadata = e_cols[1:]
+                cols = e_cols[1:]
+                one = len(cols[0]) == 1
+                ids, types, svs, data, metadata = (c[0] for c in cols) if one else cols
                 params = {
                     "stream": w_stream[0],
                     "expected": w_expected[0],
-                    "n": len(ids),
+                    "n": len(cols[0]),
                     "ids": ids,
                     "types": types,
                     "svs": svs,
@@ -1402,7 +1404,8 @@ class PostgresBackend(_events.PostgresEventLog):
                     "now": now,
                     "chan": self._channel,
                 }
-                cur.execute(self._sql["ev_append_one"], params, prepare=True)
+                query = self._sql["ev_append_one_event" if one else "ev_append_one"]
+                cur.execute(query, params, prepare=True)
                 rows = [(1, *r) for r in cur.fetchall()]
             else:
                 cur.execute(

@@ -137,7 +137,7 @@ APPEND_ONE: Final = """
 WITH c AS (
     SELECT COALESCE((SELECT MAX(version) FROM {s}.events WHERE stream = %(stream)b::text), 0)
                AS current,
-           EXISTS (SELECT 1 FROM {s}.events WHERE id = ANY(%(ids)b::text[])) AS taken
+           EXISTS (SELECT 1 FROM {s}.events WHERE id = {ids_match}) AS taken
 ), ok AS (
     SELECT current, NOT taken AND (%(expected)b::int8 = -1
         OR (%(expected)b::int8 = -2 AND current > 0) OR %(expected)b::int8 = current) AS ok
@@ -150,9 +150,7 @@ WITH c AS (
                             metadata, recorded_at)
     SELECT h.base + t.ord, %(stream)b::text, ok.current + t.ord, t.id, t.type, t.sv, t.data,
            t.metadata, %(now)b::float8
-    FROM unnest(%(ids)b::text[], %(types)b::text[], %(svs)b::int4[], %(data)b::text[],
-                %(metadata)b::text[]) WITH ORDINALITY AS t(id, type, sv, data, metadata, ord),
-         h, ok
+    FROM {events} AS t(id, type, sv, data, metadata, ord), h, ok
 ), note AS (
     SELECT pg_notify(%(chan)b, h.seq::text || ' ' || h.pos::text) AS sent FROM h
 )
@@ -197,7 +195,18 @@ ON CONFLICT (stream) DO UPDATE SET max_age = excluded.max_age,
     ),
     "ev_find": "SELECT stream, version, position FROM {s}.events WHERE id = %s",
     "ev_append_fast": APPEND_FAST,
-    "ev_append_one": APPEND_ONE,
+    # One append of several events (their columns as arrays) ...
+    "ev_append_one": APPEND_ONE.replace(
+        "{events}",
+        "unnest(%(ids)b::text[], %(types)b::text[], %(svs)b::int4[], %(data)b::text[], "
+        "%(metadata)b::text[]) WITH ORDINALITY",
+    ).replace("{ids_match}", "ANY(%(ids)b::text[])"),
+    # ... and of one event (scalars: no arrays to dump and unpack).
+    "ev_append_one_event": APPEND_ONE.replace(
+        "{events}",
+        "(VALUES (%(ids)b::text, %(types)b::text, %(svs)b::int4, %(data)b::text, "
+        "%(metadata)b::text, 1::int8))",
+    ).replace("{ids_match}", "%(ids)b::text"),
     "ev_read_all": (
         f"SELECT {_COLS} FROM {{s}}.events WHERE position > %s ORDER BY position LIMIT %s"
     ),
