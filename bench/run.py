@@ -29,6 +29,7 @@ AREAS = [
     "bench.kv_redis",
     "bench.kv_postgres",
     "bench.events_sqlite",
+    "bench.events_postgres",
     "bench.cache_bench",
     "bench.server_http",
 ]
