@@ -459,9 +459,8 @@ class PostgresEventLog:
     ) -> list[EventRow]:
         s, q = self._s, self._sql
 
-        def run(conn: psycopg.Connection[Any]) -> list[EventRow]:
-            meta = _meta(conn.execute(q["ev_meta"], (stream,)).fetchone())
-            low = 1 if meta is None else _hidden_bounds(conn, s, stream, meta, now)[1]
+        def select(low: int) -> tuple[str, list[Any]]:
+            """The read, for a stream whose events below version ``low`` are hidden."""
             query = f"SELECT {_COLS} FROM {s}.events WHERE stream = %s AND version >= %s"
             params: list[Any] = [stream, low]
             if backwards:
@@ -474,7 +473,20 @@ class PostgresEventLog:
                 " ORDER BY version DESC LIMIT %s" if backwards else " ORDER BY version LIMIT %s"
             )
             params.append(limit)
-            return [_row(r) for r in conn.execute(query, params).fetchall()]
+            return query, params
+
+        def run(conn: psycopg.Connection[Any]) -> list[EventRow]:
+            # One round trip for the common case: the read as if nothing were hidden,
+            # pipelined with the stream's metadata — which, when there is some,
+            # decides the lower bound and the read runs again with it.
+            with conn.pipeline():
+                c_meta = conn.execute(q["ev_meta"], (stream,), prepare=True)
+                c_rows = conn.execute(*select(1), prepare=True)
+            meta = _meta(c_meta.fetchone())
+            low = 1 if meta is None else _hidden_bounds(conn, s, stream, meta, now)[1]
+            if low <= 1:
+                return [_row(r) for r in c_rows.fetchall()]
+            return [_row(r) for r in conn.execute(*select(low)).fetchall()]
 
         out: list[EventRow] = self._read("read stream", run)
         return out
