@@ -2,12 +2,13 @@
 
 Each writer loops: read the stream's version, append one event expecting it,
 record the outcome (won with a version and position, or lost with the actual
-version); losers retry.  Writers run as threads sharing one store (memory and
-SQLite: group commit) and as separate processes sharing one SQLite file (its
-write lock).  A checker over the recorded history and the log proves: exactly
-one winner per (stream, version), every acknowledged event exactly once at its
-returned position, no duplicates, a gap-free global log, and every loser saw a
-version newer than the one it expected.
+version); losers retry.  Writers run as threads sharing one store (memory,
+SQLite and PostgreSQL: group commit) and as separate processes sharing one
+SQLite file (its write lock) or one PostgreSQL schema (its head row lock).  A
+checker over the recorded history and the log proves: exactly one winner per
+(stream, version), every acknowledged event exactly once at its returned
+position, no duplicates, a gap-free global log, and every loser saw a version
+newer than the one it expected.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +95,24 @@ def check_history(store: clawstate.Store, history: list[dict[str, Any]]) -> None
     assert report.ok, report.problems
 
 
-def test_threads_race_with_expected_versions(store_factory: StoreFactory) -> None:
-    store = store_factory()
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """The URL of a fresh schema on the test PostgreSQL server, dropped at teardown.
+
+    Skips without a server (fails under ``CLAWSTATE_REQUIRE_SERVICES=1``), like
+    test_postgres's ``pg`` fixture.  Imported here, not at the top: the writer
+    processes import this module without ``tests/`` on their path.
+    """
+    from services import require
+    from test_postgres import _probe, drop_schema, new_schema, url_for
+
+    require("postgresql", _probe)
+    schema = new_schema()
+    yield url_for(schema)
+    drop_schema(schema)
+
+
+def threads_race(store: clawstate.Store) -> None:
     histories: list[list[dict[str, Any]]] = [[] for _ in range(WRITERS)]
     barrier = threading.Barrier(WRITERS)
 
@@ -108,9 +126,21 @@ def test_threads_race_with_expected_versions(store_factory: StoreFactory) -> Non
     for t in threads:
         t.join()
     history = [h for hs in histories for h in hs]
+    assert len(history) == WRITERS * 60, "a writer thread failed"
     assert sum(h["ok"] for h in history) > 20
     assert any(not h["ok"] for h in history), "the writers never raced"
     check_history(store, history)
+
+
+def test_threads_race_with_expected_versions(store_factory: StoreFactory) -> None:
+    threads_race(store_factory())
+
+
+def test_threads_race_with_expected_versions_on_postgresql(pg_url: str) -> None:
+    """The threads share one store: their appends are group-committed into shared
+    PostgreSQL transactions, each unit checked against the prefetched stream versions."""
+    with clawstate.open(pg_url, sweep_interval=0) as store:
+        threads_race(store)
 
 
 def _child(url: str, writer: int, attempts: int, go: str) -> None:
@@ -126,8 +156,17 @@ def _child(url: str, writer: int, attempts: int, go: str) -> None:
     store.close()
 
 
-def test_processes_race_with_expected_versions(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'race.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store URL several processes share: one SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'race.db'}"
+    else:
+        yield request.getfixturevalue("pg_url")
+
+
+def test_processes_race_with_expected_versions(shared_url: str, tmp_path: Path) -> None:
+    url = shared_url
     clawstate.open(url, sweep_interval=0).close()  # create the schema once
     go = tmp_path / "go"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -145,31 +184,37 @@ def test_processes_race_with_expected_versions(tmp_path: Path) -> None:
         )
         for w in range(WRITERS)
     ]
-    deadline = time.monotonic() + 60
-    while len(list(tmp_path.glob("go.ready-*"))) < WRITERS:
-        assert time.monotonic() < deadline, "the writer processes did not start"
-        time.sleep(0.01)
-    go.touch()
-    history: list[dict[str, Any]] = []
-    for p in procs:
-        out, _ = p.communicate(timeout=120)
-        assert p.returncode == 0
-        history += json.loads(out.strip().splitlines()[-1])
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.glob("go.ready-*"))) < WRITERS:
+            assert all(p.poll() is None for p in procs), "a writer process died at start"
+            assert time.monotonic() < deadline, "the writer processes did not start"
+            time.sleep(0.01)
+        go.touch()
+        history: list[dict[str, Any]] = []
+        for p in procs:
+            out, _ = p.communicate(timeout=120)
+            assert p.returncode == 0
+            history += json.loads(out.strip().splitlines()[-1])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert len(history) == WRITERS * 40
+    assert sum(h["ok"] for h in history) > 20
     assert any(not h["ok"] for h in history), "the writers never raced"
     with clawstate.open(url, sweep_interval=0) as store:
         check_history(store, history)
 
 
-@pytest.mark.parametrize("threads", [8])
-def test_threads_append_many_atomically_across_streams(
-    store_factory: StoreFactory, threads: int
-) -> None:
+def append_many_race(store: clawstate.Store, threads: int) -> None:
     """Writers move 'money' between streams with append_many: every transfer is all or
     nothing, so the per-stream sums always balance."""
-    store = store_factory()
     events = store.events
     for s in STREAMS:
         events.append(s, [Event("Opened", {"balance": 100})], expected_version=0)
+    finished: list[int] = []
 
     def mover(seed: int) -> None:
         rng = random.Random(seed)
@@ -184,15 +229,31 @@ def test_threads_append_many_atomically_across_streams(
                 )
             except WrongExpectedVersion:
                 pass
+        finished.append(seed)
 
     pool = [threading.Thread(target=mover, args=(i,)) for i in range(threads)]
     for t in pool:
         t.start()
     for t in pool:
         t.join()
+    assert len(finished) == threads, "a mover thread failed"
     total = sum(
         e.data.get("balance", 0) + e.data.get("delta", 0) for s in STREAMS for e in events.read(s)
     )
     assert total == 100 * len(STREAMS)
     moved = sum(1 for e in events.read_all(0, 10_000) if e.type == "Moved")
-    assert moved % 2 == 0
+    assert moved > 0 and moved % 2 == 0
+    report = store.check()
+    assert report.ok, report.problems
+
+
+@pytest.mark.parametrize("threads", [8])
+def test_threads_append_many_atomically_across_streams(
+    store_factory: StoreFactory, threads: int
+) -> None:
+    append_many_race(store_factory(), threads)
+
+
+def test_threads_append_many_atomically_across_streams_on_postgresql(pg_url: str) -> None:
+    with clawstate.open(pg_url, sweep_interval=0) as store:
+        append_many_race(store, 8)

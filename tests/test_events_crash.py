@@ -13,8 +13,13 @@
 Each cycle starts an appender process (three threads: single appends with
 expected versions, outbox transactions, atomic multi-stream appends) and a
 subscriber process (a durable subscription and a projection runner), lets them
-run for a random moment and SIGKILLs both.  ``CLAWSTATE_TEST_EVENTS_CRASH_CYCLES``
-overrides the number of cycles (default 12).
+run for a random moment and SIGKILLs both.  The cycles run over one SQLite file and
+over one fresh PostgreSQL schema (skipped without a server, failing instead under
+``CLAWSTATE_REQUIRE_SERVICES=1``).  ``CLAWSTATE_TEST_EVENTS_CRASH_CYCLES`` overrides
+the number of SQLite cycles (default 12), ``CLAWSTATE_TEST_EVENTS_CRASH_PG_CYCLES``
+the number of PostgreSQL cycles (default 8).  Over PostgreSQL the test looks at the
+store only once the killed children's server sessions are gone: a COMMIT a child
+sent just before its SIGKILL still commits when the server reads it.
 """
 
 from __future__ import annotations
@@ -28,14 +33,18 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import pytest
 
 import clawstate
 from clawstate import NO_STREAM, Event, WrongExpectedVersion
 from clawstate.events.projections import EventCounts
 
 CYCLES = int(os.environ.get("CLAWSTATE_TEST_EVENTS_CRASH_CYCLES", "12"))
+PG_CYCLES = int(os.environ.get("CLAWSTATE_TEST_EVENTS_CRASH_PG_CYCLES", "8"))
 ROOT = Path(__file__).resolve().parent.parent
 SUB = "crash-sub"
 
@@ -121,8 +130,8 @@ def _multi(store: clawstate.Store, fd: int, cycle: int) -> None:
         i += 1
 
 
-def appender(db: str, log: str, cycle: int) -> None:
-    store = clawstate.open(f"sqlite:///{db}", sweep_interval=0)
+def appender(url: str, log: str, cycle: int) -> None:
+    store = clawstate.open(url, sweep_interval=0)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     for target in (_singles, _outbox, _multi):
         threading.Thread(target=target, args=(store, fd, cycle), daemon=True).start()
@@ -131,8 +140,8 @@ def appender(db: str, log: str, cycle: int) -> None:
     threading.Event().wait()
 
 
-def subscriber(db: str, log: str) -> None:
-    store = clawstate.open(f"sqlite:///{db}", sweep_interval=0)
+def subscriber(url: str, log: str) -> None:
+    store = clawstate.open(url, sweep_interval=0)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     runner = store.events.projection_runner([EventCounts()], batch=7)
     threading.Thread(target=runner.run_forever, kwargs={"idle_wait": 0.05}, daemon=True).start()
@@ -183,18 +192,58 @@ def _log(store: clawstate.Store) -> list[clawstate.RecordedEvent]:
     return out
 
 
-def test_sigkill_appenders_and_subscribers(tmp_path: Path) -> None:
-    db = tmp_path / "events.db"
-    clawstate.open(f"sqlite:///{db}", sweep_interval=0).close()
+class Target(NamedTuple):
+    url: str  #: what the test opens
+    child_url: str  #: what the child processes open
+    cycles: int
+    #: returns once nothing a killed child sent can still change the store
+    settle: Callable[[], None]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    """One SQLite file, or a fresh PostgreSQL schema dropped at teardown."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'events.db'}"
+        # A dead process's transaction is over: the file lock went with it.
+        yield Target(url, url, CYCLES, lambda: None)
+        return
+    # Imported here, not at the top: the child processes import this module without
+    # tests/ on their path.  require() skips without a server, or fails in CI.
+    from services import require
+    from test_postgres import _admin, _probe, drop_schema, new_schema, url_for
+
+    require("postgresql", _probe)
+    schema = new_schema()
+    app = f"crash-{schema}"
+
+    def settle() -> None:
+        # A COMMIT a child sent just before its SIGKILL still commits, once the server
+        # reads it: wait until the children's server sessions are gone.
+        deadline = time.monotonic() + 30
+        with _admin() as conn:
+            while conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (app,)
+            ).fetchone() != (0,):
+                assert time.monotonic() < deadline, "the killed children's sessions linger"
+                time.sleep(0.01)
+
+    yield Target(url_for(schema), url_for(schema, application_name=app), PG_CYCLES, settle)
+    drop_schema(schema)
+
+
+def test_sigkill_appenders_and_subscribers(target: Target, tmp_path: Path) -> None:
+    url, cycles = target.url, target.cycles
+    clawstate.open(url, sweep_interval=0).close()
     rng = random.Random(int(os.environ.get("CLAWSTATE_TEST_CRASH_SEED", "11")))
     acked: list[dict[str, Any]] = []
     delivered: set[int] = set()
     checkpoint = 0
-    for cycle in range(CYCLES):
+    for cycle in range(cycles):
         app_log, sub_log = tmp_path / f"app-{cycle}.log", tmp_path / f"sub-{cycle}.log"
         procs = [
-            _start("appender", str(db), str(app_log), str(cycle)),
-            _start("subscriber", str(db), str(sub_log)),
+            _start("appender", target.child_url, str(app_log), str(cycle)),
+            _start("subscriber", target.child_url, str(sub_log)),
         ]
         time.sleep(rng.uniform(0.05, 0.4))
         rng.shuffle(procs)
@@ -202,6 +251,7 @@ def test_sigkill_appenders_and_subscribers(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             assert proc.returncode == -signal.SIGKILL
+        target.settle()
         acked += _lines(app_log)
         run = [d["p"] for d in _lines(sub_log)]
         if run:
@@ -212,17 +262,17 @@ def test_sigkill_appenders_and_subscribers(tmp_path: Path) -> None:
                 run[:5],
             )
         delivered.update(run)
-        with clawstate.open(f"sqlite:///{db}", sweep_interval=0) as store:
+        with clawstate.open(url, sweep_interval=0) as store:
             saved = _checkpoint(store)
             assert checkpoint <= saved <= max(delivered, default=0), (
                 "checkpoint moved back or past delivery"
             )
             checkpoint = saved
-            if cycle % 4 == 3 or cycle == CYCLES - 1:
+            if cycle % 4 == 3 or cycle == cycles - 1:
                 _verify(store, acked)
     assert len(acked) > 50, "the appender never got appends acknowledged"
     assert delivered, "the subscriber never delivered"
-    with clawstate.open(f"sqlite:///{db}", sweep_interval=0) as store:
+    with clawstate.open(url, sweep_interval=0) as store:
         log = _log(store)
         # Over every run plus a final catch-up, every event was delivered at least once.
         final = store.events.subscribe(name=SUB, timeout=0.2)

@@ -1,10 +1,16 @@
 """The event store on PostgreSQL: the conformance suites over a fresh schema per store,
-and writers in several processes producing a gap-free global log in commit order."""
+writers in several processes producing a gap-free global log in commit order, and
+subscribers (sync and async) woken by NOTIFY when another process appends."""
 
 from __future__ import annotations
 
+import queue
+import random
+import statistics
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -144,3 +150,140 @@ def test_a_schema_from_before_the_event_store_is_migrated(schemas: Callable[[], 
         report = store.check()
         assert report.ok, report.problems
         assert report.checked["events"] == 1
+
+
+# -- a subscriber woken by NOTIFY from another process -----------------------------------
+
+_PINGER = """
+import sys, clawstate
+store = clawstate.open(sys.argv[1], sweep_interval=0)
+store.events.append("warm-up", [clawstate.Event("Warm", {})])  # connected, schema made
+print("ready", flush=True)
+for line in sys.stdin:
+    store.events.append("wake", [clawstate.Event("Ping", {"i": int(line)})])
+store.close()
+"""
+
+#: ``Subscription.__next__`` waits in ``wait_for_events`` at most this long, then
+#: re-reads the head: without a NOTIFY, a waiting subscriber finds a new event only
+#: then (``poll_interval``, the fallback while the listener is down, is set to 30 s).
+RECHECK = 1.0
+#: Each append comes this long after the previous delivery, while the subscriber
+#: waits at the end of the log; a subscriber that only re-checked would see it
+#: ``RECHECK - 0.4`` s or more after the append, never within ``WAKE_BOUND``.
+PAUSES = (0.1, 0.4)
+WAKE_BOUND = 0.15
+WAKES = 8
+
+
+def _pinger(url: str) -> subprocess.Popen[str]:
+    """A process appending event ``{"i": n}`` to stream "wake" for each line ``n`` on stdin."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _PINGER, url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready", "the appender process did not start"
+    return child
+
+
+def _ping(child: subprocess.Popen[str], i: int) -> float:
+    assert child.stdin is not None
+    sent = time.monotonic()
+    child.stdin.write(f"{i}\n")
+    child.stdin.flush()
+    return sent
+
+
+def _stop(child: subprocess.Popen[str]) -> None:
+    if child.stdin is not None:
+        child.stdin.close()
+    try:
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def _assert_woken_by_notify(latencies: list[float]) -> None:
+    median = statistics.median(latencies)
+    assert median < WAKE_BOUND, (
+        f"median wake {median:.3f}s (each: {[round(x, 3) for x in latencies]}): the "
+        "subscriber found the events by re-checking, not by NOTIFY"
+    )
+
+
+def test_a_subscriber_is_woken_by_an_append_in_another_process(
+    schemas: Callable[[], str],
+) -> None:
+    url = url_for(schemas(), poll_interval=30)
+    store = clawstate.open(url, sweep_interval=0)
+    child = _pinger(url)
+    sub = store.events.subscribe(from_position="end")
+    arrivals: queue.Queue[tuple[int, float]] = queue.Queue()
+
+    def consume() -> None:
+        for event in sub:
+            arrivals.put((event.data["i"], time.monotonic()))
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    rng = random.Random(4)
+    latencies: list[float] = []
+    try:
+        for i in range(WAKES):
+            time.sleep(rng.uniform(*PAUSES))  # the subscriber waits at the end of the log
+            sent = _ping(child, i)
+            got, at = arrivals.get(timeout=10)
+            assert got == i
+            latencies.append(at - sent)
+    finally:
+        sub.close()
+        consumer.join(timeout=2 * RECHECK + 5)
+        _stop(child)
+        store.close()
+    assert not consumer.is_alive()
+    assert child.returncode == 0
+    _assert_woken_by_notify(latencies)
+
+
+@pytest.mark.anyio
+async def test_an_async_subscriber_is_woken_by_an_append_in_another_process(
+    schemas: Callable[[], str], anyio_backend: str
+) -> None:
+    import anyio
+
+    url = url_for(schemas(), poll_interval=30)
+    astore = clawstate.open_async(url, sweep_interval=0)
+    child = _pinger(url)
+    sub = astore.events.subscribe(from_position="end")
+    send, receive = anyio.create_memory_object_stream[tuple[int, float]](WAKES)
+    rng = random.Random(5)
+    latencies: list[float] = []
+
+    async def consume() -> None:
+        async with send:
+            async for event in sub:
+                await send.send((event.data["i"], time.monotonic()))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            for i in range(WAKES):
+                await anyio.sleep(rng.uniform(*PAUSES))
+                sent = _ping(child, i)
+                with anyio.fail_after(10):
+                    got, at = await receive.receive()
+                assert got == i
+                latencies.append(at - sent)
+            with anyio.fail_after(2 * RECHECK + 5):
+                await sub.close()  # ends consume(): its pending next() sees the close
+    finally:
+        _stop(child)
+        await astore.close()
+    assert child.returncode == 0
+    _assert_woken_by_notify(latencies)
