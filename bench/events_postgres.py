@@ -570,16 +570,7 @@ def case_read_all(settings: Settings) -> list[Table]:
         return _skip_all([E4], why)
     n = settings.n(100_000, 2_000)
     with open_systems([Claw, ESRecorder, Raw]) as systems:
-        expected = None
-        for s in systems:
-            s.fill(n)
-            total = s.project_all()  # warm: every page read once
-            assert expected is None or total == expected, (s.name, total, expected)
-            expected = total
-        names = [s.name for s in systems]
-        ms = interleave(
-            [(s.name, (lambda s=s: time_loop(n, s.project_all))) for s in systems], settings
-        )
+        names, ms = lite.fill_and_project(systems, n, settings)
     return [
         _table(
             "pg_read_all",

@@ -659,20 +659,28 @@ def case_batched_append(settings: Settings) -> list[Table]:
 # -- case 4: read_all with a trivial projection -------------------------------------------------
 
 
+def fill_and_project(
+    systems: Sequence[Any], n: int, settings: Settings
+) -> tuple[list[str], list[Any]]:
+    """Fill every system's log with ``n`` events, check they project alike, then time
+    ``project_all`` in interleaved rounds; returns the names and measurements."""
+    expected = None
+    for s in systems:
+        s.fill(n)
+        total = s.project_all()  # warm: every page read once
+        assert expected is None or total == expected, (s.name, total, expected)
+        expected = total
+    ms = interleave(
+        [(s.name, (lambda s=s: time_loop(n, s.project_all))) for s in systems], settings
+    )
+    return [s.name for s in systems], ms
+
+
 def case_read_all(settings: Settings) -> list[Table]:
     n = settings.n(100_000, 2_000)
     factories: list[Callable[[Path], Any]] = [lambda p: Claw(p), ESRecorder, lambda p: Raw(p)]
     with open_systems(factories, settings, "readall") as systems:
-        expected = None
-        for s in systems:
-            s.fill(n)
-            total = s.project_all()  # warm: every page read once
-            assert expected is None or total == expected, (s.name, total, expected)
-            expected = total
-        names = [s.name for s in systems]
-        ms = interleave(
-            [(s.name, (lambda s=s: time_loop(n, s.project_all))) for s in systems], settings
-        )
+        names, ms = fill_and_project(systems, n, settings)
     return [
         _table(
             "read_all",
