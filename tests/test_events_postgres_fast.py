@@ -1,8 +1,10 @@
-"""PostgreSQL's one-statement path for event-only batches: every job of a batch gets
-exactly the outcome the general path would give (an append, a replay, a wrong
-version, a taken id), failed jobs write nothing and burn no position, and a check
-passed on a stale snapshot (a writer in another session committed meanwhile) is
-caught by the unique indexes and re-run under the lock."""
+"""PostgreSQL's one-statement path for event-only batches: a batch whose checks all
+pass commits in one statement with the positions and versions the general path
+would give; a batch with a failed check writes nothing there and re-runs on the
+general path, where every job gets its exact outcome (an append, a replay, a wrong
+version, a taken id) and no position is burnt; and a check passed on a stale
+snapshot (a writer in another session committed meanwhile) is caught by the unique
+indexes and re-run under the lock."""
 
 from __future__ import annotations
 
@@ -56,9 +58,11 @@ def test_a_mixed_batch_gets_each_jobs_own_outcome(store: clawstate.Store) -> Non
         _job(("e", EXPECT_ANY, [_rec(taken)])),  # id taken by another stream
         _job(("f", 0, [_rec("f1")]), ("g", EXPECT_ANY, [_rec("g1"), _rec("g2")])),  # passes
     ]
-    before = backend.counters["event_fast_batches"]
+    before = dict(backend.counters)
     results = _batch(backend, jobs)
-    assert backend.counters["event_fast_batches"] == before + 1
+    assert backend.counters["event_fast_failed"] == before["event_fast_failed"] + 1
+    assert backend.counters["event_fast_batches"] == before["event_fast_batches"]
+    assert backend.counters["general_batches"] == before["general_batches"] + 1
     a, b, replay, cd, e, fg = results
     assert isinstance(a, list) and [(o.version, o.seq) for o in a] == [(2, 3)]
     assert isinstance(b, WrongExpectedVersion) and b.actual is None
@@ -79,6 +83,43 @@ def test_a_mixed_batch_gets_each_jobs_own_outcome(store: clawstate.Store) -> Non
         (6, "g", 2),
     ]
     assert events.read("c") == []
+    report = store.check()
+    assert report.ok, report.problems
+
+
+def test_a_batch_that_passes_commits_in_one_statement(store: clawstate.Store) -> None:
+    events = store.events
+    backend = backend_of(store)
+    events.append("x", [Event("T", {})])
+    jobs = [
+        _job(("a", 0, [_rec("a1"), _rec("a2")])),
+        _job(("x", 1, [_rec("x2")]), ("b", EXPECT_ANY, [_rec("b1")])),
+        _job(("c", 0, [_rec("c1"), _rec("c2"), _rec("c3")])),
+        _job(("d", EXPECT_ANY, [_rec("d1")])),
+    ]
+    before = dict(backend.counters)
+    results = _batch(backend, jobs)
+    assert backend.counters["event_fast_batches"] == before["event_fast_batches"] + 1
+    assert backend.counters["general_batches"] == before["general_batches"]
+    assert [[(o.key, o.version, o.seq) for o in r] for r in results] == [  # type: ignore[attr-defined]
+        [("a", 2, 3)],
+        [("x", 2, 4), ("b", 1, 5)],
+        [("c", 3, 8)],
+        [("d", 1, 9)],
+    ]
+    log = events.read_all(0, 100)
+    assert [(e.position, e.stream, e.version, e.id) for e in log] == [
+        (1, "x", 1, log[0].id),
+        (2, "a", 1, "a1"),
+        (3, "a", 2, "a2"),
+        (4, "x", 2, "x2"),
+        (5, "b", 1, "b1"),
+        (6, "c", 1, "c1"),
+        (7, "c", 2, "c2"),
+        (8, "c", 3, "c3"),
+        (9, "d", 1, "d1"),
+    ]
+    assert events.last_position == 9
     report = store.check()
     assert report.ok, report.problems
 

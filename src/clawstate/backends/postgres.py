@@ -1032,6 +1032,7 @@ class PostgresBackend(_events.PostgresEventLog):
             "retried_alone": 0,
             "event_fast_batches": 0,
             "event_fast_refused": 0,
+            "event_fast_failed": 0,
         }
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             conninfo,
@@ -1363,101 +1364,89 @@ class PostgresBackend(_events.PostgresEventLog):
     def _append_fast(
         self, conn: psycopg.Connection[Any], jobs: list[_Job]
     ) -> list[list[Outcome] | BaseException] | None:
-        """Event-only jobs as one autocommit statement (see ``APPEND_FAST``); jobs whose
-        check failed re-run on the general path.  None: the batch does not fit (a
-        stream repeats) or the statement was refused — run all of it the general way."""
-        w_job: list[int] = []
-        w_stream: list[str] = []
-        w_expected: list[int] = []
-        e_cols: list[list[Any]] = [[] for _ in range(6)]
-        for ji, job in enumerate(jobs):
-            for ew in job.unit.events:
-                w_job.append(ji)
-                w_stream.append(ew.stream)
-                w_expected.append(ew.expected)
-                wi = len(w_stream)
-                for e in ew.events:
+        """Event-only jobs as one autocommit statement (see ``APPEND_FAST``); None when
+        the batch does not fit (a stream repeats), a check failed, or the statement
+        was refused — nothing was written then, and the caller runs the batch the
+        general way, which gives every job its exact outcome."""
+        appends = [ew for job in jobs for ew in job.unit.events]
+        streams = [ew.stream for ew in appends]
+        if len(set(streams)) != len(streams):
+            return None  # a later append's check depends on an earlier one's outcome
+        now = jobs[0].unit.now
+        if len(appends) == 1 and len(appends[0].events) == 1:
+            e = appends[0].events[0]
+            query = self._sql["ev_append_one"]
+            params: dict[str, Any] = {
+                "stream": streams[0],
+                "expected": appends[0].expected,
+                "id": e.id,
+                "type": e.type,
+                "sv": e.schema_version,
+                "data": e.data,
+                "metadata": e.metadata,
+            }
+            n = 1
+        else:
+            cols: list[list[Any]] = [[] for _ in range(7)]
+            for wi, ew in enumerate(appends, 1):
+                for k, e in enumerate(ew.events, 1):
                     for col, v in zip(
-                        e_cols,
-                        (wi, e.id, e.type, e.schema_version, e.data, e.metadata),
+                        cols,
+                        (wi, k, e.id, e.type, e.schema_version, e.data, e.metadata),
                         strict=True,
                     ):
                         col.append(v)
-        if len(set(w_stream)) != len(w_stream):
-            return None  # a later append's check depends on an earlier one's outcome
-        now = jobs[0].unit.now
+            query = self._sql["ev_append_fast"]
+            n = len(cols[0])
+            params = {
+                "streams": streams,
+                "expected": [ew.expected for ew in appends],
+                "n": n,
+                **dict(
+                    zip(("wis", "ks", "ids", "types", "svs", "data", "metadata"), cols, strict=True)
+                ),
+            }
+        params["now"] = now
+        params["chan"] = self._channel
         try:
             cur = self._cursor(conn)
-            if len(w_stream) == 1:
-                cols = e_cols[1:]
-                one = len(cols[0]) == 1
-                ids, types, svs, data, metadata = (c[0] for c in cols) if one else cols
-                params = {
-                    "stream": w_stream[0],
-                    "expected": w_expected[0],
-                    "n": len(cols[0]),
-                    "ids": ids,
-                    "types": types,
-                    "svs": svs,
-                    "data": data,
-                    "metadata": metadata,
-                    "now": now,
-                    "chan": self._channel,
-                }
-                query = self._sql["ev_append_one_event" if one else "ev_append_one"]
-                cur.execute(query, params, prepare=True)
-                rows = [(1, *r) for r in cur.fetchall()]
-            else:
-                cur.execute(
-                    self._sql["ev_append_fast"],
-                    (w_job, w_stream, w_expected, *e_cols, now, self._channel),
-                    prepare=True,
-                )
-                rows = cur.fetchall()
+            cur.execute(query, params, prepare=True)
+            rows = cur.fetchall()
         except psycopg.Error as exc:
             if _lost(exc):
                 raise
             self._rollback(conn)
             self.counters["event_fast_refused"] += 1
             return None
+        if not rows or not rows[0][0]:
+            self.counters["event_fast_failed"] += 1
+            return None  # a check failed: nothing was written
         self.counters["event_fast_batches"] += 1
-        results: list[list[Outcome] | BaseException | None] = [[] for _ in jobs]
-        retry: list[int] = []
-        last = 0
-        for wi, ok, current, position, _notified in rows:
-            ji = w_job[wi - 1]
-            if not ok:
-                if not retry or retry[-1] != ji:
-                    retry.append(ji)
-                results[ji] = None
-                continue
-            job_out = results[ji]
-            assert isinstance(job_out, list)
-            job = jobs[ji]
-            ew = job.unit.events[len(job_out)]
-            version = int(current) + len(ew.events)
-            job_out.append(
-                Outcome(
-                    "",
-                    ew.stream,
-                    OP_APPEND,
-                    True,
-                    version,
-                    int(position),
-                    job.unit.now,
-                    job.unit.now,
-                    None,
+        pos = int(rows[0][2])
+        position = pos - n
+        results: list[list[Outcome] | BaseException] = []
+        it = iter(zip(appends, rows, strict=True))
+        for job in jobs:
+            outcomes: list[Outcome] = []
+            for _ in job.unit.events:
+                ew, row = next(it)
+                position += len(ew.events)
+                outcomes.append(
+                    Outcome(
+                        "",
+                        ew.stream,
+                        OP_APPEND,
+                        True,
+                        int(row[1]) + len(ew.events),
+                        position,
+                        job.unit.now,
+                        job.unit.now,
+                        None,
+                    )
                 )
-            )
-            last = max(last, int(position))
-        if last:
-            self._committed_pos(last)
-        if retry:
-            again = self._general(conn, [jobs[ji] for ji in retry])
-            for ji, result in zip(retry, again, strict=True):
-                results[ji] = result
-        assert all(r is not None for r in results)
-        return results  # type: ignore[return-value]
+            results.append(outcomes)
+        self._committed_pos(pos)
+        return results
 
     def _put_statement(
         self,

@@ -74,83 +74,75 @@ MIGRATION: Final[list[str]] = [
 
 #: Event-only batches (appends to distinct streams, no metadata, no deletes, no state
 #: writes, no idempotency keys) as ONE autocommit statement: one round trip, one WAL
-#: flush.  Per append (``w``): its job, stream and expected-version code; per event
-#: (``e``): its append, id, type, schema version, data, metadata.  A job is applied
-#: only if every one of its appends passes its version check and none of its ids is
-#: taken; passing events are numbered after the head's ``pos`` in batch order, under
-#: the head's row lock (an ``UPDATE`` that waited for the lock re-reads the newest
-#: head, so positions stay gap-free and in commit order).  The checks read the
-#: statement's snapshot, taken before that wait: if a writer in another process
+#: flush.  All or nothing: the events are inserted only if every append passes its
+#: expected-version check and no id is taken; they are numbered after the head's
+#: ``pos`` in batch order, under the head's row lock (an ``UPDATE`` that waited for
+#: the lock re-reads the newest head, so positions stay gap-free and in commit order).
+#: A batch that fails a check writes nothing, locks nothing, and the caller re-runs it
+#: on the general path, which gives each job its exact outcome (an append, a
+#: ``WrongExpectedVersion``, an idempotent replay).  The checks read the statement's
+#: snapshot, taken before it waits for the lock: if a writer in another process
 #: committed to the same stream (or id) meanwhile, the check can pass on stale data —
 #: and the unique ``(stream, version)`` / ``id`` indexes then refuse the insert, the
-#: statement fails whole, and the caller re-runs the batch on the general path, which
-#: reads under the lock.  Jobs that fail a check are returned (``ok`` false) and also
-#: re-run on the general path, which raises the exact error or replays an idempotent
-#: retry.  Parameters: w_job, w_stream, w_expected, e_w, e_id, e_type,
-#: e_schema_version, e_data, e_metadata, now, channel.
+#: statement fails whole, and the batch re-runs on the general path, which reads under
+#: the lock.  Per append: stream, expected-version code; per event: its append's
+#: ordinal, its index in that append (1, 2, …), id, type, schema version, data,
+#: metadata; then the event count, now, the channel.  Returns a row per append:
+#: (all passed, the stream's version before, the head's new ``pos``).
 APPEND_FAST: Final = """
 WITH w AS (
-    SELECT * FROM unnest(%b::int4[], %b::text[], %b::int8[])
-        WITH ORDINALITY AS w(job, stream, expected, wi)
-), e AS (
-    SELECT * FROM unnest(%b::int8[], %b::text[], %b::text[], %b::int4[], %b::text[], %b::text[])
-        WITH ORDINALITY AS e(wi, id, type, schema_version, data, metadata, ord)
+    SELECT * FROM unnest(%(streams)b::text[], %(expected)b::int8[])
+        WITH ORDINALITY AS w(stream, expected, wi)
 ), chk AS (
-    SELECT w.wi, w.job, w.stream, w.expected, COALESCE(
-        (SELECT MAX(x.version) FROM {s}.events x WHERE x.stream = w.stream), 0) AS current,
-        EXISTS (SELECT 1 FROM e JOIN {s}.events x ON x.id = e.id WHERE e.wi = w.wi) AS taken
+    SELECT w.wi, w.stream, w.expected, COALESCE(
+        (SELECT MAX(x.version) FROM {s}.events x WHERE x.stream = w.stream), 0) AS current
     FROM w
-), jobs AS (
-    SELECT job, bool_and(NOT taken AND (expected = -1 OR (expected = -2 AND current > 0)
-                                        OR expected = current)) AS ok
-    FROM chk GROUP BY job
-), ins AS (
-    SELECT e.*, chk.stream, chk.current + row_number() OVER (PARTITION BY e.wi ORDER BY e.ord)
-               AS version, row_number() OVER (ORDER BY e.ord) AS rank
-    FROM e JOIN chk ON chk.wi = e.wi JOIN jobs ON jobs.job = chk.job
-    WHERE jobs.ok
-), n AS (SELECT count(*) AS n FROM ins),
-h AS (
-    UPDATE {s}.head SET pos = pos + (SELECT n FROM n) WHERE one
-    RETURNING pos - (SELECT n FROM n) AS base, pos, seq
-), put AS (
-    INSERT INTO {s}.events (position, stream, version, id, type, schema_version, data,
-                            metadata, recorded_at)
-    SELECT h.base + ins.rank, ins.stream, ins.version, ins.id, ins.type, ins.schema_version,
-           ins.data, ins.metadata, %b::float8
-    FROM ins CROSS JOIN h
-), note AS (
-    SELECT pg_notify(%b, h.seq::text || ' ' || h.pos::text) AS sent FROM h, n WHERE n.n > 0
-)
-SELECT chk.wi, jobs.ok, chk.current, h.base + (SELECT MAX(ins.rank) FROM ins WHERE ins.wi = chk.wi),
-       (SELECT count(*) FROM note)
-FROM chk JOIN jobs ON jobs.job = chk.job CROSS JOIN h
-ORDER BY chk.wi
-"""
-
-
-#: The common case of ``APPEND_FAST`` — one append to one stream — with a plan of a
-#: few index probes: no window functions, no sorts, and nothing locked or written
-#: when the check fails.  Named parameters: stream, expected, n, ids, types,
-#: schema_versions, data, metadata, now, chan.
-APPEND_ONE: Final = """
-WITH c AS (
-    SELECT COALESCE((SELECT MAX(version) FROM {s}.events WHERE stream = %(stream)b::text), 0)
-               AS current,
-           EXISTS (SELECT 1 FROM {s}.events WHERE id = {ids_match}) AS taken
 ), ok AS (
-    SELECT current, NOT taken AND (%(expected)b::int8 = -1
-        OR (%(expected)b::int8 = -2 AND current > 0) OR %(expected)b::int8 = current) AS ok
-    FROM c
+    SELECT bool_and(expected = -1 OR (expected = -2 AND current > 0) OR expected = current)
+           AND NOT EXISTS (SELECT 1 FROM {s}.events x WHERE x.id = ANY(%(ids)b::text[])) AS ok
+    FROM chk
 ), h AS (
     UPDATE {s}.head SET pos = pos + %(n)b::int8 WHERE one AND (SELECT ok FROM ok)
     RETURNING pos - %(n)b::int8 AS base, pos, seq
 ), put AS (
     INSERT INTO {s}.events (position, stream, version, id, type, schema_version, data,
                             metadata, recorded_at)
-    SELECT h.base + t.ord, %(stream)b::text, ok.current + t.ord, t.id, t.type, t.sv, t.data,
-           t.metadata, %(now)b::float8
-    FROM {events} AS t(id, type, sv, data, metadata, ord), h, ok
+    SELECT h.base + e.ord, chk.stream, chk.current + e.k, e.id, e.type, e.sv, e.data,
+           e.metadata, %(now)b::float8
+    FROM unnest(%(wis)b::int8[], %(ks)b::int8[], %(ids)b::text[], %(types)b::text[],
+                %(svs)b::int4[], %(data)b::text[], %(metadata)b::text[])
+             WITH ORDINALITY AS e(wi, k, id, type, sv, data, metadata, ord)
+         JOIN chk ON chk.wi = e.wi CROSS JOIN h
+), note AS (
+    SELECT pg_notify(%(chan)b, h.seq::text || ' ' || h.pos::text) AS sent FROM h
+)
+SELECT ok.ok, chk.current, h.pos, (SELECT count(*) FROM note)
+FROM chk CROSS JOIN ok LEFT JOIN h ON true
+ORDER BY chk.wi
+"""
+
+
+#: The commonest batch — one append of one event — as ``APPEND_FAST`` does it, with
+#: scalars instead of arrays and a plan of two index probes.  Same contract and
+#: result rows.  Named parameters: stream, expected, id, type, sv, data, metadata,
+#: now, chan.
+APPEND_ONE: Final = """
+WITH c AS (
+    SELECT COALESCE((SELECT MAX(version) FROM {s}.events WHERE stream = %(stream)b::text), 0)
+               AS current,
+           EXISTS (SELECT 1 FROM {s}.events WHERE id = %(id)b::text) AS taken
+), ok AS (
+    SELECT current, NOT taken AND (%(expected)b::int8 = -1
+        OR (%(expected)b::int8 = -2 AND current > 0) OR %(expected)b::int8 = current) AS ok
+    FROM c
+), h AS (
+    UPDATE {s}.head SET pos = pos + 1 WHERE one AND (SELECT ok FROM ok) RETURNING pos, seq
+), put AS (
+    INSERT INTO {s}.events (position, stream, version, id, type, schema_version, data,
+                            metadata, recorded_at)
+    SELECT h.pos, %(stream)b::text, ok.current + 1, %(id)b::text, %(type)b::text,
+           %(sv)b::int4, %(data)b::text, %(metadata)b::text, %(now)b::float8
+    FROM h, ok
 ), note AS (
     SELECT pg_notify(%(chan)b, h.seq::text || ' ' || h.pos::text) AS sent FROM h
 )
@@ -195,18 +187,7 @@ ON CONFLICT (stream) DO UPDATE SET max_age = excluded.max_age,
     ),
     "ev_find": "SELECT stream, version, position FROM {s}.events WHERE id = %s",
     "ev_append_fast": APPEND_FAST,
-    # One append of several events (their columns as arrays) ...
-    "ev_append_one": APPEND_ONE.replace(
-        "{events}",
-        "unnest(%(ids)b::text[], %(types)b::text[], %(svs)b::int4[], %(data)b::text[], "
-        "%(metadata)b::text[]) WITH ORDINALITY",
-    ).replace("{ids_match}", "ANY(%(ids)b::text[])"),
-    # ... and of one event (scalars: no arrays to dump and unpack).
-    "ev_append_one_event": APPEND_ONE.replace(
-        "{events}",
-        "(VALUES (%(ids)b::text, %(types)b::text, %(svs)b::int4, %(data)b::text, "
-        "%(metadata)b::text, 1::int8))",
-    ).replace("{ids_match}", "%(ids)b::text"),
+    "ev_append_one": APPEND_ONE,
     "ev_read_all": (
         f"SELECT {_COLS} FROM {{s}}.events WHERE position > %s ORDER BY position LIMIT %s"
     ),
