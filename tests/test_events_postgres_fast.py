@@ -34,8 +34,12 @@ def _rec(eid: str, n: int = 0) -> EventRecord:
     return EventRecord(eid, "T", f'{{"n": {n}}}')
 
 
-def _job(*appends: tuple[str, int, list[EventRecord]]) -> _Job:
-    unit = WriteUnit([], time.time(), events=[EventWrite(s, e, evs) for s, e, evs in appends])
+def _job(*appends: tuple[str, int, list[EventRecord]], now: float | None = None) -> _Job:
+    unit = WriteUnit(
+        [],
+        time.time() if now is None else now,
+        events=[EventWrite(s, e, evs) for s, e, evs in appends],
+    )
     return _Job(unit, {})
 
 
@@ -122,6 +126,23 @@ def test_a_batch_that_passes_commits_in_one_statement(store: clawstate.Store) ->
     assert events.last_position == 9
     report = store.check()
     assert report.ok, report.problems
+
+
+def test_each_event_of_a_batch_is_recorded_at_its_own_units_time(
+    store: clawstate.Store,
+) -> None:
+    backend = backend_of(store)
+    jobs = [
+        _job(("a", 0, [_rec("a1"), _rec("a2")]), now=1000.0),
+        _job(("b", 0, [_rec("b1")]), now=2000.0),
+    ]
+    _batch(backend, jobs)
+    assert backend.counters["event_fast_batches"] == 1
+    assert [(e.stream, e.recorded_at) for e in store.events.read_all(0, 10)] == [
+        ("a", 1000.0),
+        ("a", 1000.0),
+        ("b", 2000.0),
+    ]
 
 
 def test_a_batch_naming_one_stream_twice_takes_the_general_path(store: clawstate.Store) -> None:

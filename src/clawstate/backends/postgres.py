@@ -1372,7 +1372,6 @@ class PostgresBackend(_events.PostgresEventLog):
         streams = [ew.stream for ew in appends]
         if len(set(streams)) != len(streams):
             return None  # a later append's check depends on an earlier one's outcome
-        now = jobs[0].unit.now
         if len(appends) == 1 and len(appends[0].events) == 1:
             e = appends[0].events[0]
             query = self._sql["ev_append_one"]
@@ -1384,18 +1383,20 @@ class PostgresBackend(_events.PostgresEventLog):
                 "sv": e.schema_version,
                 "data": e.data,
                 "metadata": e.metadata,
+                "now": jobs[0].unit.now,
             }
             n = 1
         else:
-            cols: list[list[Any]] = [[] for _ in range(7)]
-            for wi, ew in enumerate(appends, 1):
-                for k, e in enumerate(ew.events, 1):
-                    for col, v in zip(
-                        cols,
-                        (wi, k, e.id, e.type, e.schema_version, e.data, e.metadata),
-                        strict=True,
-                    ):
-                        col.append(v)
+            # Each event is recorded at its own unit's time, as the general path does.
+            cols: list[list[Any]] = [[] for _ in range(8)]
+            wi = 0
+            for job in jobs:
+                for ew in job.unit.events:
+                    wi += 1
+                    for k, e in enumerate(ew.events, 1):
+                        row = (wi, k, e.id, e.type, e.schema_version, e.data, e.metadata)
+                        for col, v in zip(cols, (*row, job.unit.now), strict=True):
+                            col.append(v)
             query = self._sql["ev_append_fast"]
             n = len(cols[0])
             params = {
@@ -1403,10 +1404,13 @@ class PostgresBackend(_events.PostgresEventLog):
                 "expected": [ew.expected for ew in appends],
                 "n": n,
                 **dict(
-                    zip(("wis", "ks", "ids", "types", "svs", "data", "metadata"), cols, strict=True)
+                    zip(
+                        ("wis", "ks", "ids", "types", "svs", "data", "metadata", "nows"),
+                        cols,
+                        strict=True,
+                    )
                 ),
             }
-        params["now"] = now
         params["chan"] = self._channel
         try:
             cur = self._cursor(conn)

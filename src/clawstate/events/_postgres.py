@@ -87,8 +87,9 @@ MIGRATION: Final[list[str]] = [
 #: statement fails whole, and the batch re-runs on the general path, which reads under
 #: the lock.  Per append: stream, expected-version code; per event: its append's
 #: ordinal, its index in that append (1, 2, …), id, type, schema version, data,
-#: metadata; then the event count, now, the channel.  Returns a row per append:
-#: (all passed, the stream's version before, the head's new ``pos``).
+#: metadata, recorded_at (its unit's time); then the event count, the channel.
+#: Returns a row per append: (all passed, the stream's version before, the head's new
+#: ``pos``).
 APPEND_FAST: Final = """
 WITH w AS (
     SELECT * FROM unnest(%(streams)b::text[], %(expected)b::int8[])
@@ -108,10 +109,10 @@ WITH w AS (
     INSERT INTO {s}.events (position, stream, version, id, type, schema_version, data,
                             metadata, recorded_at)
     SELECT h.base + e.ord, chk.stream, chk.current + e.k, e.id, e.type, e.sv, e.data,
-           e.metadata, %(now)b::float8
+           e.metadata, e.recorded_at
     FROM unnest(%(wis)b::int8[], %(ks)b::int8[], %(ids)b::text[], %(types)b::text[],
-                %(svs)b::int4[], %(data)b::text[], %(metadata)b::text[])
-             WITH ORDINALITY AS e(wi, k, id, type, sv, data, metadata, ord)
+                %(svs)b::int4[], %(data)b::text[], %(metadata)b::text[], %(nows)b::float8[])
+             WITH ORDINALITY AS e(wi, k, id, type, sv, data, metadata, recorded_at, ord)
          JOIN chk ON chk.wi = e.wi CROSS JOIN h
 ), note AS (
     SELECT pg_notify(%(chan)b, h.seq::text || ' ' || h.pos::text) AS sent FROM h
