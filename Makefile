@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run demo test lint typecheck unit bench clean
+.PHONY: setup run demo test lint typecheck unit slow bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,7 +19,7 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/clawstate serve
 
-## make test: lint, format check, strict types, then every test
+## make test: lint, format check, strict types, then every test but the long `slow` runs
 test: $(STAMP) lint typecheck unit
 
 lint: $(STAMP)
@@ -30,7 +30,11 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
 unit: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not slow"
+
+## make slow: the long kill, restart, soak and fuzz runs (CI runs them after make test)
+slow: $(STAMP)
+	$(BIN)/pytest -m slow
 
 ## make bench: the performance figures written to docs/benchmarks.md
 bench: $(STAMP)

@@ -32,6 +32,7 @@ AREAS = [
     "bench.events_postgres",
     "bench.cache_bench",
     "bench.server_http",
+    "bench.wakeups",
 ]
 
 

@@ -2,14 +2,22 @@
 
 ``CLAWSTATE_REQUIRE_SERVICES=1`` (set by ``.ci/run``) turns every "service not
 reachable" skip into a failure, so CI can never pass by silently skipping the
-PostgreSQL, Redis, NATS or S3 tests.
+PostgreSQL, Redis, NATS or S3 tests.  The same holds for optional Python packages
+(``require_module``, not ``pytest.importorskip``) and server binaries
+(``require_binary``, not ``skipif(shutil.which(...) is None)``):
+``tests/test_no_silent_skips.py`` keeps the bare forms out of the suite; the one
+exception is a ``pytest.skip`` of a parameter combination that cannot exist, marked
+``# inapplicable: why`` on its line.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+import shutil
 import socket
 from collections.abc import Callable
+from types import ModuleType
 
 import pytest
 
@@ -45,3 +53,52 @@ def require(service: str, probe: Callable[[], None]) -> None:
         if REQUIRED:
             pytest.fail(f"{message}; CLAWSTATE_REQUIRE_SERVICES=1 requires it", pytrace=False)
         pytest.skip(f"{message}; start it with: {HOW_TO_START.get(service, service)}")
+
+
+#: How to get each optional package or binary a test may need, for the skip message.
+HOW_TO_INSTALL = {
+    "litestar": "make setup (the [server] extra)",
+    "httpx": "make setup (the [client] extra)",
+    "schemathesis": "make setup (the [dev] extra)",
+    "eventsourcing": "make setup (the [dev] extra)",
+    "redis": "make setup (the [redis] extra)",
+    "psycopg": "make setup (the [postgres] extra)",
+    "redis-server": "apt-get install redis-server",
+    "initdb": "apt-get install postgresql (its server binaries: initdb, pg_ctl, postgres)",
+    "pg_ctl": "apt-get install postgresql (its server binaries: initdb, pg_ctl, postgres)",
+    "postgres": "apt-get install postgresql (its server binaries: initdb, pg_ctl, postgres)",
+    "runuser": "apt-get install util-linux",
+}
+
+
+def missing(what: str, how: str) -> None:
+    """Skip with ``how`` to get ``what`` — or fail, when CI requires every dependency."""
+    if REQUIRED:
+        pytest.fail(f"{what}; CLAWSTATE_REQUIRE_SERVICES=1 requires it ({how})", pytrace=False)
+    pytest.skip(f"{what}; install it with: {how}", allow_module_level=True)
+
+
+def require_module(name: str) -> ModuleType:
+    """Import ``name`` for a test; a missing package skips on a laptop, fails in CI.
+
+    Use at module level (``httpx = require_module("httpx")``) as ``importorskip`` was.
+    """
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        top = name.split(".")[0]
+        missing(
+            f"the Python package {name!r} is not importable ({exc})",
+            HOW_TO_INSTALL.get(top, f"pip install {top}"),
+        )
+        raise  # unreachable: missing() always raises
+
+
+def require_binary(name: str, *candidates: str) -> str:
+    """The path of executable ``name`` (on PATH, or one of ``candidates``); a missing
+    binary skips on a laptop and fails in CI."""
+    for path in (shutil.which(name), *candidates):
+        if path and os.access(path, os.X_OK):
+            return path
+    missing(f"the {name!r} binary is not installed", HOW_TO_INSTALL.get(name, name))
+    raise AssertionError("unreachable")  # missing() always raises

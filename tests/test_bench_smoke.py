@@ -23,6 +23,7 @@ TITLES = [
     "### 3. Batched puts",
     "### 4. Point gets, warm, random keys",
     "### 5. Peak RSS with",
+    "### 7. Wake-ups, stop and the write-back loss window",
 ]
 
 

@@ -1,12 +1,12 @@
 """The cache's own behaviour: single-flight, invalidation, expiry, consistency, tiers.
 
-The store's contract with the cache on is tests/test_cache_conformance.py; the
-processes (staleness, kill) are tests/test_cache_processes.py.
+The store's contract with the cache on is tests/test_cache_conformance.py; whatever
+involves several processes (staleness, kill, the shared L2 tier, its stampede lock,
+memoize's L2) runs real processes in tests/test_cache_processes.py.
 """
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import threading
@@ -27,7 +27,7 @@ from clawstate.config import load_config
 from clawstate.errors import BackendUnavailable
 from clawstate.store import Store
 from clawstate.testing import FakeClock
-from services import REDIS_URL, require, tcp_probe
+from services import REDIS_URL, require, require_binary, tcp_probe
 
 
 @pytest.fixture(autouse=True)
@@ -433,8 +433,8 @@ def test_write_back_acknowledges_then_flushes_within_the_delay(
         item = ns.put("k", {"v": 1})
         assert item.version == 1 and item.etag.startswith("~")
         assert ns.get("k") == item  # served from the cache before it is durable
-        took = _until(lambda: raw.get("n", "k", time.time()) is not None, timeout=5)
-        assert took < 2.0
+        # durable by the flusher alone (no flush() call); how soon is `make bench`'s
+        _until(lambda: raw.get("n", "k", time.time()) is not None, timeout=30)
         got = ns.get("k")
         assert got is not None and got.value == {"v": 1} and not got.etag.startswith("~")
         assert ns.delete("k") is True
@@ -520,65 +520,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_l2_is_shared_between_processes(tmp_path: Path, closing: list[Store]) -> None:
-    _redis()
-    url = f"sqlite:///{tmp_path}/l2.db"
-    policy = {"cache": "write-through", "cache_l2": REDIS_URL, "cache_ttl": 60}
-    a = clawstate.open(url, sweep_interval=0, namespaces={"*": policy})
-    b_backend = Counting(SQLiteBackend(tmp_path / "l2.db"))
-    b = Store(b_backend, a.config)  # type: ignore[arg-type]
-    closing += [a, b]
-    try:
-        a.namespace("n").put("k", {"v": 1})
-        got = b.namespace("n").get("k")  # L1 miss in b: served by L2, not the backend
-        assert got is not None and got.value == {"v": 1}
-        assert b_backend.gets == 0
-        assert b.stats()["cache"]["namespaces"]["n"]["l2"]["hits"] == 1
-        a.namespace("n").put("k", {"v": 2})
-        _until(lambda: b.namespace("n").get("k").value == {"v": 2})  # type: ignore[union-attr]
-    finally:
-        _purge(a)
-
-
-def test_l2_stampede_lock_across_processes(tmp_path: Path, closing: list[Store]) -> None:
-    """Four stores with their own backends ("processes") miss one key at once: the L2
-    lock lets one read the backend and the others take its fill from Redis.  A shared
-    Redis that stalls past the client's timeout under load makes the tier step aside
-    (by design): such an attempt is retried, up to three."""
-    _redis()
-    url = f"sqlite:///{tmp_path}/l2.db"
-    policy = {"cache": "read-through", "cache_l2": REDIS_URL, "cache_ttl": 60}
-    config = load_config(env={}, url=url, sweep_interval=0, namespaces={"*": policy})
-    outcomes: list[list[int]] = []
-    for attempt in range(3):
-        key = f"k{attempt}"
-        with clawstate.open(url, sweep_interval=0) as seed:
-            seed.namespace("n").put(key, "v")
-        backends = [Counting(SQLiteBackend(tmp_path / "l2.db"), delay=0.2) for _ in range(4)]
-        stores = [Store(b, config) for b in backends]  # type: ignore[arg-type]
-        closing += stores
-        try:
-            barrier = threading.Barrier(4)
-
-            def read(s: Store, key: str = key, barrier: threading.Barrier = barrier) -> None:
-                barrier.wait(5)
-                assert s.namespace("n").get(key).value == "v"  # type: ignore[union-attr]
-
-            threads = [threading.Thread(target=read, args=(s,)) for s in stores]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(10)
-            errors = sum(l2.errors for s in stores for l2 in s._cache._l2.values())
-        finally:
-            _purge(stores[0])
-        outcomes.append([b.gets for b in backends])
-        if errors == 0:
-            assert sum(b.gets for b in backends) == 1, outcomes
-            return
-    pytest.fail(f"Redis timed out in every attempt; backend reads per store: {outcomes}")
-
-
 def test_redis_down_reads_and_writes_go_to_the_backend(
     tmp_path: Path, closing: list[Store]
 ) -> None:
@@ -590,7 +531,6 @@ def test_redis_down_reads_and_writes_go_to_the_backend(
         )
         closing.append(store)
         ns = store.namespace(mode)
-        started = time.monotonic()
         for i in range(200):
             ns.put(f"k{i % 20}", i)
             got = ns.get(f"k{i % 20}")
@@ -598,15 +538,15 @@ def test_redis_down_reads_and_writes_go_to_the_backend(
             assert ns.get(f"missing{i}") is None
         assert len(ns.get_many([f"k{i}" for i in range(20)])) == 20
         assert ns.delete("k0") is True
-        assert time.monotonic() - started < 10
         l2 = next(iter(store.stats()["cache"]["l2"].values()))
-        assert l2["available"] is False and l2["errors"] >= 1
+        # Marked down after the first error and left alone for a back-off: hundreds of
+        # calls cost a handful of connection attempts, not one each.
+        assert l2["available"] is False and 1 <= l2["errors"] <= 20, l2
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
 def test_private_redis_killed_and_restarted(tmp_path: Path, closing: list[Store]) -> None:
     port = _free_port()
-    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    cmd = [require_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
     cmd += ["--appendonly", "no", "--dir", str(tmp_path)]
 
     def start() -> subprocess.Popen[bytes]:
@@ -734,31 +674,6 @@ def test_memoize_async() -> None:
 
     assert asyncio.run(main()) == [2] * 11
     assert calls == 1
-
-
-def test_memoize_l2_shared_between_processes() -> None:
-    _redis()
-    calls = 0
-
-    def compute(x: int) -> dict[str, int]:
-        nonlocal calls
-        calls += 1
-        return {"x": x}
-
-    name = f"test-memo-{time.monotonic_ns()}"
-    a = clawstate.memoize(ttl=30, l2=REDIS_URL, name=name)(compute)
-    b = clawstate.memoize(ttl=30, l2=REDIS_URL, name=name)(compute)  # "another process"
-    try:
-        assert a(7) == {"x": 7}
-        assert b(7) == {"x": 7}
-        assert calls == 1 and b.stats()["l2"]["hits"] == 1
-        a.invalidate(7)
-        b.clear()
-        assert b(7) == {"x": 7} and calls == 2
-    finally:
-        a.invalidate(7)
-        a.close()
-        b.close()
 
 
 def test_memoize_with_redis_down_still_works() -> None:

@@ -191,6 +191,8 @@ class CachedStoreMachine(StoreMachine):
             url, clock=self.clock, sweep_interval=0, namespaces={"*": policy}
         )
         self.model = {}
+        self.floors = {}
+        self.given = {}
         self.touched = set()
         self.seq = 0
 

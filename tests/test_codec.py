@@ -118,13 +118,31 @@ def test_encrypted_layout_matches_the_spec(ring: Keyring) -> None:
     assert msgspec.msgpack.decode(plain) == SAMPLE
 
 
-def test_msgpack_allows_nested_bytes_and_nan() -> None:
+def test_msgpack_allows_nested_bytes() -> None:
     c = codec()
     out = c.decode("n", "k", c.encode("n", "k", {"b": b"\x00\x01", "l": [bytearray(b"x")]}))
     assert out == {"b": b"\x00\x01", "l": [b"x"]}
-    out = c.decode("n", "k", c.encode("n", "k", [float("nan"), float("inf"), -float("inf")]))
-    assert math.isnan(out[0])
-    assert out[1:] == [float("inf"), -float("inf")]
+
+
+@pytest.mark.parametrize("serializer", ["msgpack", "json"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_every_serializer_refuses_non_finite_floats(serializer: str, bad: float) -> None:
+    """One policy on every path (issue 10, item 8): msgpack could store NaN, but a JSON
+    reader of the same value would get null, so it is refused under msgpack too."""
+    c = codec(serializer=serializer)
+    for value, where in ((bad, "$"), ([1, bad], "$[1]"), ({"a": {"b": bad}}, "$.a.b")):
+        with pytest.raises(InvalidRequest) as info:
+            c.encode("n", "k", value)
+        assert info.value.field == "value"
+        assert f"non-finite float at {where} " in str(info.value)
+
+
+def test_values_stored_before_the_policy_still_read() -> None:
+    """Stored values are not re-validated on read: a NaN written by an older version
+    (msgpack) still decodes."""
+    old = b"\x01\x01" + msgspec.msgpack.encode([float("nan"), float("inf")])
+    out = codec().decode("n", "k", old)
+    assert math.isnan(out[0]) and out[1] == float("inf")
 
 
 def test_negative_zero_survives_json() -> None:

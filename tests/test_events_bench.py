@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from services import require_module
+
 ROOT = Path(__file__).resolve().parent.parent
 TITLES = [
     "### E1a. Single appends with an expected-version check, one writer, `power`",
@@ -30,7 +32,7 @@ RUNNER = (
 
 @pytest.mark.timeout(180)
 def test_quick_run_renders_every_events_table(tmp_path: Path) -> None:
-    pytest.importorskip("eventsourcing")
+    require_module("eventsourcing")
     out = tmp_path / "benchmarks.md"
     args = ["--quick", "--only", "events_sqlite", "--write", str(out), "--tmpdir", str(tmp_path)]
     proc = subprocess.run(

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from services import POSTGRES_URL, require
+from services import POSTGRES_URL, require, require_module
 
 ROOT = Path(__file__).resolve().parent.parent
 AREA = "events_postgres"
@@ -63,7 +63,7 @@ def _run_quick(tmp_path: Path, url: str) -> str:
 
 @pytest.mark.timeout(180)
 def test_quick_run_renders_every_postgres_events_table(tmp_path: Path) -> None:
-    pytest.importorskip("eventsourcing")
+    require_module("eventsourcing")
     require("postgresql", _probe)
     before = _bench_schemas()
     text = _run_quick(tmp_path, POSTGRES_URL)

@@ -148,6 +148,8 @@ def test_durable_tail_and_rebuild_without_a_class(tmp_path: Path) -> None:
 def test_errors_name_the_field_and_exit_nonzero(
     tmp_path: Path, args: list[str], code: int, needle: str
 ) -> None:
+    # The store exists (read commands on a missing one say "no store at …": test_check.py).
+    assert _cli(["events", "append", "seed", "T"], tmp_path).returncode == 0
     out = _cli(args, tmp_path)
     assert out.returncode == code, out.stdout + out.stderr
     assert needle in out.stderr

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import queue
 import random
-import statistics
 import subprocess
 import sys
 import threading
@@ -164,16 +163,14 @@ for line in sys.stdin:
 store.close()
 """
 
-#: ``Subscription.__next__`` waits in ``wait_for_events`` at most this long, then
-#: re-reads the head: without a NOTIFY, a waiting subscriber finds a new event only
-#: then (``poll_interval``, the fallback while the listener is down, is set to 30 s).
-RECHECK = 1.0
 #: Each append comes this long after the previous delivery, while the subscriber
-#: waits at the end of the log; a subscriber that only re-checked would see it
-#: ``RECHECK - 0.4`` s or more after the append, never within ``WAKE_BOUND``.
+#: waits at the end of the log.
 PAUSES = (0.1, 0.4)
-WAKE_BOUND = 0.15
 WAKES = 8
+#: How long one wait for events may last: far beyond the test's patience (``PATIENCE``),
+#: and the fallback poll is 30 s, so a wait that returns in time was ended by NOTIFY.
+LONG_WAIT = 120.0
+PATIENCE = 30.0
 
 
 def _pinger(url: str) -> subprocess.Popen[str]:
@@ -209,46 +206,61 @@ def _stop(child: subprocess.Popen[str]) -> None:
             child.wait()
 
 
-def _assert_woken_by_notify(latencies: list[float]) -> None:
-    median = statistics.median(latencies)
-    assert median < WAKE_BOUND, (
-        f"median wake {median:.3f}s (each: {[round(x, 3) for x in latencies]}): the "
-        "subscriber found the events by re-checking, not by NOTIFY"
-    )
+def test_a_waiter_is_woken_by_notify_from_another_process(schemas: Callable[[], str]) -> None:
+    """Each append of another process ends a wait that could last two minutes, with the
+    fallback poll at 30 s: only the NOTIFY explains a return within ``PATIENCE``.  The
+    wake-up latency is measured by `make bench` (bench/wakeups.py), not asserted here."""
+    url = url_for(schemas(), poll_interval=30)
+    store = clawstate.open(url, sweep_interval=0)
+    child = _pinger(url)
+    log = store.events._log
+    try:
+        for i in range(WAKES):
+            after = store.events.last_position
+            woke: list[bool] = []
+            waiter = threading.Thread(
+                target=lambda after=after, woke=woke: woke.append(
+                    log.wait_for_events(after, LONG_WAIT)
+                )
+            )
+            waiter.start()
+            time.sleep(0.05)  # the waiter is blocked before the append is sent
+            _ping(child, i)
+            waiter.join(PATIENCE)
+            assert woke == [True], f"append {i} did not wake the waiter"
+            assert store.events.last_position > after
+    finally:
+        _stop(child)
+        store.close()
+    assert child.returncode == 0
 
 
-def test_a_subscriber_is_woken_by_an_append_in_another_process(
-    schemas: Callable[[], str],
-) -> None:
+def test_a_subscriber_receives_appends_of_another_process(schemas: Callable[[], str]) -> None:
     url = url_for(schemas(), poll_interval=30)
     store = clawstate.open(url, sweep_interval=0)
     child = _pinger(url)
     sub = store.events.subscribe(from_position="end")
-    arrivals: queue.Queue[tuple[int, float]] = queue.Queue()
+    arrivals: queue.Queue[int] = queue.Queue()
 
     def consume() -> None:
         for event in sub:
-            arrivals.put((event.data["i"], time.monotonic()))
+            arrivals.put(event.data["i"])
 
     consumer = threading.Thread(target=consume, daemon=True)
     consumer.start()
     rng = random.Random(4)
-    latencies: list[float] = []
     try:
         for i in range(WAKES):
             time.sleep(rng.uniform(*PAUSES))  # the subscriber waits at the end of the log
-            sent = _ping(child, i)
-            got, at = arrivals.get(timeout=10)
-            assert got == i
-            latencies.append(at - sent)
+            _ping(child, i)
+            assert arrivals.get(timeout=PATIENCE) == i
     finally:
         sub.close()
-        consumer.join(timeout=2 * RECHECK + 5)
+        consumer.join(timeout=PATIENCE)
         _stop(child)
         store.close()
     assert not consumer.is_alive()
     assert child.returncode == 0
-    _assert_woken_by_notify(latencies)
 
 
 @pytest.mark.anyio
@@ -261,29 +273,25 @@ async def test_an_async_subscriber_is_woken_by_an_append_in_another_process(
     astore = clawstate.open_async(url, sweep_interval=0)
     child = _pinger(url)
     sub = astore.events.subscribe(from_position="end")
-    send, receive = anyio.create_memory_object_stream[tuple[int, float]](WAKES)
+    send, receive = anyio.create_memory_object_stream[int](WAKES)
     rng = random.Random(5)
-    latencies: list[float] = []
 
     async def consume() -> None:
         async with send:
             async for event in sub:
-                await send.send((event.data["i"], time.monotonic()))
+                await send.send(event.data["i"])
 
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(consume)
             for i in range(WAKES):
                 await anyio.sleep(rng.uniform(*PAUSES))
-                sent = _ping(child, i)
-                with anyio.fail_after(10):
-                    got, at = await receive.receive()
-                assert got == i
-                latencies.append(at - sent)
-            with anyio.fail_after(2 * RECHECK + 5):
+                _ping(child, i)
+                with anyio.fail_after(PATIENCE):
+                    assert await receive.receive() == i
+            with anyio.fail_after(PATIENCE):
                 await sub.close()  # ends consume(): its pending next() sees the close
     finally:
         _stop(child)
         await astore.close()
     assert child.returncode == 0
-    _assert_woken_by_notify(latencies)

@@ -31,7 +31,9 @@ def store(schemas: Callable[[], str]) -> Iterator[clawstate.Store]:
 
 
 def _rec(eid: str, n: int = 0) -> EventRecord:
-    return EventRecord(eid, "T", f'{{"n": {n}}}')
+    # The JSON text the facade makes of Event("T", {"n": n}): a retry is recognised by
+    # its content, byte for byte.
+    return EventRecord(eid, "T", f'{{"n":{n}}}')
 
 
 def _job(*appends: tuple[str, int, list[EventRecord]], now: float | None = None) -> _Job:

@@ -4,8 +4,13 @@ A Hypothesis ``RuleBasedStateMachine`` drives a real store (memory and SQLite,
 a fresh SQLite file per example) and a dict model side by side: puts with and
 without TTL, compare-and-set with the right or a wrong version, create-only
 puts, deletes, clock jumps, sweeps, transactions of 1–4 writes across two
-namespaces (some with a failing condition, which must apply nothing) and scans
-that follow cursors to the end.  After every step every key the run touched
+namespaces (some with a failing condition, which must apply nothing), scans
+that follow cursors to the end, and deletes followed by a re-create whose old
+versions must then fail every version check (no ABA).  The model gives versions
+as the stores must: a put over an expired row goes on at its version + 1, a key
+with no row starts at its namespace's version floor + 1 (the highest version a
+deleted or swept key of it had), and the machine asserts that no key is ever given
+a version it had before.  After every step every key the run touched
 must read back exactly as the model says (value and version), counts must
 agree, the change log must have grown by exactly the writes applied, and
 ``Store.check()`` must find nothing wrong.
@@ -83,6 +88,10 @@ class StoreMachine(RuleBasedStateMachine):
         self.clock = FakeClock()
         self.store = clawstate.open(url, clock=self.clock, sweep_interval=0)
         self.model: Model = {}
+        #: per namespace, the highest version a removed key had (the version floor)
+        self.floors: dict[str, int] = {}
+        #: every version each key was ever given: none may come back (no ABA)
+        self.given: dict[tuple[str, str], set[int]] = {}
         self.touched: set[tuple[str, str]] = set()
         #: the change log's expected last seq: one per applied write, one per purge
         self.seq = 0
@@ -111,9 +120,17 @@ class StoreMachine(RuleBasedStateMachine):
             return (1 if current is None else current.version + 3), False
         return None, condition == "absent"
 
+    def note_version(self, ns: str, key: str, version: int) -> None:
+        """A store gave ``key`` this version: it must be new for the key, and higher."""
+        given = self.given.setdefault((ns, key), set())
+        assert version not in given, f"{ns}/{key}: version {version} given twice"
+        assert version > max(given, default=0), (ns, key, version, sorted(given))
+        given.add(version)
+
     def stage_put(
         self,
         model: Model,
+        floors: dict[str, int],
         ns: str,
         key: str,
         value: Any,
@@ -127,11 +144,14 @@ class StoreMachine(RuleBasedStateMachine):
             return None
         if if_version is not None and (current is None or current.version != if_version):
             return None
-        version = 1 if current is None else current.version + 1
+        stored = model.get((ns, key))  # live, or expired and not yet swept
+        version = floors.get(ns, 0) + 1 if stored is None else stored.version + 1
         model[(ns, key)] = Entry(value, version, self.expires(ttl))
         return version
 
-    def stage_delete(self, model: Model, ns: str, key: str, if_version: int | None) -> bool | None:
+    def stage_delete(
+        self, model: Model, floors: dict[str, int], ns: str, key: str, if_version: int | None
+    ) -> bool | None:
         """Apply a delete to ``model``; whether it removed something, None if refused."""
         current = self.live(model, ns, key)
         if if_version is not None and (current is None or current.version != if_version):
@@ -139,6 +159,7 @@ class StoreMachine(RuleBasedStateMachine):
         if current is None:
             return False
         del model[(ns, key)]
+        floors[ns] = max(floors.get(ns, 0), current.version)
         return True
 
     # -- rules -----------------------------------------------------------------------
@@ -146,9 +167,10 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(ns=namespaces, key=keys, value=values, ttl=ttls)
     def put(self, ns: str, key: str, value: Any, ttl: float | None) -> None:
         self.touched.add((ns, key))
-        expected = self.stage_put(self.model, ns, key, value, ttl, None, False)
+        expected = self.stage_put(self.model, self.floors, ns, key, value, ttl, None, False)
         item = self.store.namespace(ns).put(key, value, ttl=ttl)
         assert item.version == expected
+        self.note_version(ns, key, item.version)
         assert item.expires_at == self.model[(ns, key)].expires_at
         self.seq += 1
 
@@ -157,7 +179,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.touched.add((ns, key))
         current = self.live(self.model, ns, key)
         if_version = current.version if (right and current is not None) else guess
-        expected = self.stage_put(self.model, ns, key, value, None, if_version, False)
+        expected = self.stage_put(self.model, self.floors, ns, key, value, None, if_version, False)
         handle = self.store.namespace(ns)
         if expected is None:
             with pytest.raises(VersionConflict) as info:
@@ -167,18 +189,20 @@ class StoreMachine(RuleBasedStateMachine):
             assert info.value.actual == (None if current is None else current.version)
         else:
             assert handle.put(key, value, if_version=if_version).version == expected
+            self.note_version(ns, key, expected)
             self.seq += 1
 
     @rule(ns=namespaces, key=keys, value=values, ttl=ttls)
     def put_if_absent(self, ns: str, key: str, value: Any, ttl: float | None) -> None:
         self.touched.add((ns, key))
-        expected = self.stage_put(self.model, ns, key, value, ttl, None, True)
+        expected = self.stage_put(self.model, self.floors, ns, key, value, ttl, None, True)
         handle = self.store.namespace(ns)
         if expected is None:
             with pytest.raises(VersionConflict):
                 handle.put(key, value, ttl=ttl, if_absent=True)
         else:
-            assert handle.put(key, value, ttl=ttl, if_absent=True).version == expected == 1
+            assert handle.put(key, value, ttl=ttl, if_absent=True).version == expected
+            self.note_version(ns, key, expected)
             self.seq += 1
 
     @rule(ns=namespaces, key=keys, condition=delete_conditions)
@@ -187,7 +211,7 @@ class StoreMachine(RuleBasedStateMachine):
         if_version, _ = self.condition_for(self.model, ns, key, condition)
         if condition == "right" and if_version is None:
             if_version = 1  # nothing live: a delete cannot be made create-only, so it fails
-        expected = self.stage_delete(self.model, ns, key, if_version)
+        expected = self.stage_delete(self.model, self.floors, ns, key, if_version)
         handle = self.store.namespace(ns)
         if expected is None:
             with pytest.raises(VersionConflict):
@@ -195,6 +219,39 @@ class StoreMachine(RuleBasedStateMachine):
         else:
             assert handle.delete(key, if_version=if_version) is expected
             self.seq += int(expected)
+
+    @rule(ns=namespaces, key=keys, value=values, in_tx=st.booleans())
+    def delete_and_recreate(self, ns: str, key: str, value: Any, in_tx: bool) -> None:
+        """Delete a key (creating it first if need be), re-create it, and prove that no
+        version of an earlier incarnation passes a version check against the new one."""
+        self.touched.add((ns, key))
+        handle = self.store.namespace(ns)
+        if self.live(self.model, ns, key) is None:
+            created = self.stage_put(self.model, self.floors, ns, key, value, None, None, False)
+            assert created is not None
+            assert handle.put(key, value).version == created
+            self.note_version(ns, key, created)
+            self.seq += 1
+        assert self.stage_delete(self.model, self.floors, ns, key, None) is True
+        if in_tx:
+            with self.store.transaction() as tx:
+                tx.namespace(ns).delete(key)
+        else:
+            assert handle.delete(key) is True
+        expected = self.stage_put(self.model, self.floors, ns, key, value, None, None, False)
+        assert expected is not None
+        assert handle.put(key, value).version == expected
+        self.seq += 2
+        old = sorted(self.given.get((ns, key), set()))
+        self.note_version(ns, key, expected)
+        before = self.store.last_seq
+        for version in old:
+            with pytest.raises(VersionConflict) as info:
+                handle.put(key, "stale", if_version=version)
+            assert info.value.actual == expected
+            with pytest.raises(VersionConflict):
+                handle.delete(key, if_version=version)
+        assert self.store.last_seq == before
 
     @rule(seconds=st.one_of(st.sampled_from([0.0, 0.25, 1.0, 5.0, 30.0]), st.floats(0, 40)))
     def advance_clock(self, seconds: float) -> None:
@@ -205,7 +262,8 @@ class StoreMachine(RuleBasedStateMachine):
         now = self.clock()
         expired = [k for k, e in self.model.items() if not e.live(now)]
         for k in expired:
-            del self.model[k]
+            gone = self.model.pop(k)
+            self.floors[k[0]] = max(self.floors.get(k[0], 0), gone.version)
         result = self.store.sweep()
         assert result["expired"] == len(expired)
         self.seq += len(expired)
@@ -226,6 +284,7 @@ class StoreMachine(RuleBasedStateMachine):
         self, writes: list[tuple[str, str, str, Any, float | None, str | None]]
     ) -> None:
         staged = dict(self.model)
+        staged_floors = dict(self.floors)
         expected: list[int | bool] = []
         failed = False
         applied = 0
@@ -240,10 +299,12 @@ class StoreMachine(RuleBasedStateMachine):
                 continue
             outcome: int | bool | None
             if kind == "put":
-                outcome = self.stage_put(staged, ns, key, value, ttl, if_version, if_absent)
+                outcome = self.stage_put(
+                    staged, staged_floors, ns, key, value, ttl, if_version, if_absent
+                )
                 applied += outcome is not None
             else:
-                outcome = self.stage_delete(staged, ns, key, if_version)
+                outcome = self.stage_delete(staged, staged_floors, ns, key, if_version)
                 applied += outcome is True
             if outcome is None:
                 failed = True
@@ -270,7 +331,12 @@ class StoreMachine(RuleBasedStateMachine):
         result = run()
         got = [r.version if isinstance(r, Item) else r for r in result]
         assert got == expected
+        for (kind, ns, key, *_), r in zip(plan, result, strict=True):
+            if kind == "put":
+                assert isinstance(r, Item)
+                self.note_version(ns, key, r.version)
         self.model = staged
+        self.floors = staged_floors
         self.seq += applied
 
     @rule(ns=namespaces, prefix=prefixes, limit=st.integers(1, 5))

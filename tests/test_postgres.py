@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -252,8 +253,13 @@ def test_value_doc_decides_from_the_codec_header(tmp_path: Path) -> None:
     assert value_doc(sealed.encode("n", "k", doc)) == (None, OPAQUE_ENCRYPTED)
     assert value_doc(plain.encode("n", "k", b"raw")) == (None, OPAQUE_NONE)
     # What jsonb cannot hold exactly is kept out of it (queried in Python instead).
-    for odd in ({"x": float("nan")}, [float("inf")], {"s": "a\x00b"}, {"a\x00": 1}, [b"x"]):
+    for odd in ({"s": "a\x00b"}, {"a\x00": 1}, [b"x"]):
         assert value_doc(plain.encode("n", "k", odd)) == (None, OPAQUE_PLAIN), odd
+    # NaN and infinities are refused on write now (docs/configuration.md, "Values"), but
+    # values stored before that policy are still read, and kept out of jsonb.
+    for odd in ({"x": float("nan")}, [float("inf")]):
+        stored = b"\x01\x01" + msgspec.msgpack.encode(odd)
+        assert value_doc(stored) == (None, OPAQUE_PLAIN), odd
     assert value_doc(as_json.encode("n", "k", {"s": "a\x00b"})) == (None, OPAQUE_PLAIN)
     # Bytes that merely look suspicious (0xc4 in UTF-8 text) still get a document.
     assert value_doc(plain.encode("n", "k", {"s": "Ą"}))[1] == OPAQUE_NONE
@@ -263,7 +269,7 @@ def test_documents_are_stored_and_checked(open_pg: Callable[..., clawstate.Store
     store = open_pg()
     ns = store.namespace("d")
     ns.put("plain", {"n": 1})
-    ns.put("nan", {"n": float("nan")})
+    ns.put("nan", {"n": "a\x00b"})  # NUL: a value jsonb cannot hold
     ns.put("raw", b"\x00\x01")
     b = backend_of(store)
     with _admin() as conn:
@@ -313,7 +319,7 @@ docs = st.recursive(
     ),
     max_leaves=8,
 )
-odd = st.sampled_from([float("nan"), float("inf"), {"a": float("nan")}, {"a": [b"x"]}])
+odd = st.sampled_from(["a\x00", {"a": "b\x00"}, {"a": [b"x"]}])  # values jsonb cannot hold
 values = st.one_of(docs, docs, docs, odd, st.just(b"raw bytes"))
 
 
@@ -490,10 +496,8 @@ def test_url_parameters_and_errors(pg: None, schemas: Callable[[], str]) -> None
 
 
 def test_unreachable_server_is_backend_unavailable(pg: None) -> None:
-    started = time.monotonic()
     with pytest.raises(BackendUnavailable, match="cannot open the PostgreSQL store"):
         clawstate.open("postgresql://root@127.0.0.1:1/test?connect_timeout=1&pool_timeout=1")
-    assert time.monotonic() - started < 10
 
 
 def test_concurrent_openers_migrate_once_and_newer_schemas_are_refused(
@@ -990,3 +994,92 @@ def _scan(ns: clawstate.Namespace) -> list[clawstate.Item]:
         cursor = page.cursor
         if cursor is None:
             return out
+
+
+# -- versions never repeat, even when a delete commits while a put waits (no ABA) -------------
+
+
+def test_a_put_waiting_for_the_head_sees_a_floor_raised_meanwhile(
+    open_pg: Callable[..., clawstate.Store],
+) -> None:
+    """The one-statement put reads the version floor in a snapshot taken before it
+    waits for the head's row lock.  A delete that commits during that wait raised the
+    floor unseen; ``head.floor_seq`` must make the put give the re-created key a
+    version above the deleted one anyway (otherwise a stale ``if_version`` of the old
+    incarnation would match the new one).  The delete is played by hand on a second
+    connection that holds the head, exactly as the general path writes one."""
+    store = open_pg()
+    ns = store.namespace("race")
+    for i in range(3):
+        ns.put("k", i)
+    ns.put("other", 0)  # the namespace exists and is known to the bulk path
+    b = backend_of(store)
+    s = b._s
+    nid = b._ns_ids["race"]
+    result: list[clawstate.Item | BaseException] = []
+    with _admin() as conn:
+        conn.execute("BEGIN")
+        (seq,) = conn.execute(f"UPDATE {s}.head SET seq = seq WHERE one RETURNING seq").fetchone()
+
+        def put() -> None:
+            try:
+                result.append(ns.put("k", "new incarnation"))
+            except BaseException as exc:  # reported by the assertion below
+                result.append(exc)
+
+        writer = threading.Thread(target=put)
+        writer.start()
+        deadline = time.monotonic() + 30
+        while True:  # the put's statement is waiting for our row lock on the head
+            (waiting,) = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE %s",
+                (f"%{s}.items%",),
+            ).fetchone()
+            if waiting:
+                break
+            assert time.monotonic() < deadline, "the put never waited for the head"
+            time.sleep(0.02)
+        conn.execute(f"DELETE FROM {s}.items WHERE ns = %s AND key = 'k'", (nid,))
+        conn.execute(
+            f"INSERT INTO {s}.changes (seq, ns, key, op, version, ts) "
+            "VALUES (%s, %s, 'k', 1, 3, extract(epoch from now()))",
+            (seq + 1, nid),
+        )
+        conn.execute(
+            f"INSERT INTO {s}.version_floors AS f (ns, floor) VALUES (%s, 3) "
+            "ON CONFLICT (ns) DO UPDATE SET floor = GREATEST(f.floor, excluded.floor)",
+            (nid,),
+        )
+        conn.execute(f"UPDATE {s}.head SET seq = %s, floor_seq = %s WHERE one", (seq + 1, seq + 1))
+        conn.execute("COMMIT")
+        writer.join(30)
+    assert len(result) == 1 and isinstance(result[0], clawstate.Item), result
+    again = result[0]
+    assert again.version > 3, again
+    for old in (1, 2, 3):
+        with pytest.raises(VersionConflict):
+            ns.put("k", "stale", if_version=old)
+    assert store.check().ok
+
+
+def test_version_state_reports_the_row_and_the_floor(
+    open_pg: Callable[..., clawstate.Store],
+) -> None:
+    """What the write-back cache predicts versions from (docs/backends.md)."""
+    clock = FakeClock()
+    store = open_pg(clock=clock)
+    b = backend_of(store)
+    ns = store.namespace("vs")
+    assert b.version_state("vs", "k") == (None, 0)
+    ns.put("k", 1)
+    ns.put("k", 2)
+    assert b.version_state("vs", "k") == (2, 0)
+    ns.delete("k")
+    assert b.version_state("vs", "k") == (None, 2)
+    ns.put("t", 1, ttl=5)
+    clock.advance(5)
+    assert b.version_state("vs", "t") == (3, 2)  # expired, not yet swept: still stored
+    store.sweep()
+    assert b.version_state("vs", "t") == (None, 3)
+    assert b.version_state("elsewhere", "k") == (None, 0)

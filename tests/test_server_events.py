@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("litestar")
-httpx = pytest.importorskip("httpx")
+from services import require_module
+
+require_module("litestar")
+httpx = require_module("httpx")
 
 import clawstate  # noqa: E402
 from clawstate import (  # noqa: E402

@@ -16,6 +16,7 @@ import pytest
 import clawstate
 from clawstate.backends import sqlite as sqlite_backend
 from clawstate.backends.sqlite import SCHEMA_VERSION, SQLiteBackend
+from clawstate.testing import FakeClock
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,8 +54,43 @@ def test_network_filesystem_is_refused(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_local_filesystem_type_is_read_from_proc_mounts(tmp_path: Path) -> None:
+    """The type must come back (None would let a network mount through unnoticed), and be
+    the one the kernel's mount table gives for this directory."""
     fstype = sqlite_backend._mount_fstype(tmp_path)
-    assert fstype is None or fstype not in sqlite_backend.NETWORK_FILESYSTEMS
+    assert isinstance(fstype, str) and fstype, f"no filesystem type for {tmp_path}"
+    assert fstype not in sqlite_backend.NETWORK_FILESYSTEMS
+    df = subprocess.run(
+        ["df", "--output=fstype", str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert fstype == df.stdout.split()[-1]
+
+
+#: Mount tables and the type each must give for /srv/data/db/x.db: the longest
+#: mountpoint holding the path wins, ``\040`` is a space, a prefix of a name is not a
+#: parent directory.
+MOUNT_TABLES = [
+    ("/dev/sda1 / ext4 rw 0 0\nnas:/x /srv nfs4 rw 0 0\n", "nfs4"),
+    ("nas:/x /srv nfs4 rw 0 0\n/dev/sdb1 /srv/data xfs rw 0 0\n", "xfs"),
+    ("/dev/sda1 / ext4 rw 0 0\nnas:/x /srv/dat cifs rw 0 0\n", "ext4"),
+    ("/dev/sda1 / ext4 rw 0 0\n//h/s /srv/data\\040db smb3 rw 0 0\n", "ext4"),
+    ("/dev/sda1 / ext4 rw 0 0\nnas:/x /srv/data/db/x.db nfs rw 0 0\n", "nfs"),
+    ("garbage\n/dev/sda1 / btrfs rw 0 0\n", "btrfs"),
+]
+
+
+@pytest.mark.parametrize(("table", "expected"), MOUNT_TABLES)
+def test_the_mount_holding_the_path_gives_the_type(
+    table: str, expected: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake = tmp_path / "mounts"
+    fake.write_text(table)
+    real_open = open
+
+    def fake_open(path: str, *args: object, **kwargs: object) -> object:
+        return real_open(fake if path == "/proc/mounts" else path, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(sqlite_backend, "open", fake_open, raising=False)
+    assert sqlite_backend._mount_fstype(Path("/srv/data/db/x.db")) == expected
 
 
 def test_schema_is_versioned_and_a_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -221,4 +257,50 @@ def test_background_sweep_purges_expired_items(tmp_path: Path) -> None:
         else:
             pytest.fail("the background sweep never purged the expired item")
         assert ns.get("gone") is None and ns.get("kept") is not None
+        assert store.check().ok
+
+
+# -- versions never repeat (docs/backends.md), across processes and upgrades ------------------
+
+
+def test_the_version_floor_is_durable_across_reopen(tmp_path: Path) -> None:
+    """The floor is in the file, not the process: a store reopened after a delete (or
+    a sweep) still re-creates the key above every version it had."""
+    db = tmp_path / "floor.db"
+    clock = FakeClock()
+    with _open(db, clock=clock) as store:
+        ns = store.namespace("a")
+        for i in range(3):
+            ns.put("k", i)
+        assert ns.delete("k") is True
+        assert ns.put("t", 1, ttl=5).version == 4  # above the deleted k's 3
+        clock.advance(5)
+        assert store.sweep()["expired"] == 1
+    with _open(db, clock=clock) as store:
+        ns = store.namespace("a")
+        assert ns.put("k", "again").version == 5  # the sweep's floor (4) + 1
+        with pytest.raises(clawstate.VersionConflict):
+            ns.put("k", "stale", if_version=1)
+        assert store.namespace("b").put("k", 1).version == 1
+        assert store.check().ok
+
+
+def test_an_older_store_gets_its_floors_from_the_change_log(tmp_path: Path) -> None:
+    """Upgrading a store written before version floors: the migration starts each
+    namespace's floor from the deletes and expiries its change log still holds."""
+    db = tmp_path / "old.db"
+    with _open(db) as store:
+        ns = store.namespace("a")
+        for i in range(4):
+            ns.put("k", i)
+        ns.delete("k")
+        store.namespace("b").put("k", 1)
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TABLE version_floors")
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION - 1,))
+    conn.commit()
+    conn.close()
+    with _open(db) as store:
+        assert store.namespace("a").put("k", "again").version == 5
+        assert store.namespace("b").put("new", 1).version == 1
         assert store.check().ok

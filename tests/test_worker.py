@@ -74,11 +74,13 @@ def test_worker_keeps_projections_current_until_stopped(store_factory: StoreFact
         _until(lambda: all(p["lag_events"] == 0 for p in worker.status()["projections"]))
         assert store.namespace("event-counts").get("Placed").value == 50  # type: ignore[union-attr]
     finally:
-        t0 = time.monotonic()
+        jobs = list(worker._threads)
         worker.stop()
-        stopped_in = time.monotonic() - t0
+    # Every job's thread ended by itself (stop() joins each for idle_wait + 30 s at most,
+    # so a thread still alive is one that ignored the stop).  How soon stop() returns
+    # (about idle_wait) is measured by `make bench` (bench/wakeups.py).
+    assert jobs and not any(t.is_alive() for t in jobs), "a job ignored stop()"
     assert not worker.running
-    assert stopped_in < 0.5 + 2.0, "stop() waits at most about idle_wait"
     # Stopped means stopped: later events are not applied.
     _append_orders(store, 5, start=50)
     time.sleep(0.3)

@@ -19,15 +19,16 @@ __all__ = ["make_backend", "make_backends", "open", "open_async"]
 _LATER: dict[str, str] = {}
 
 
-def make_backends(config: Config) -> dict[str, Backend]:
+def make_backends(config: Config, *, create: bool = True) -> dict[str, Backend]:
     """Every backend the configuration names (``default`` is ``store.url``), opened.
 
     If one fails to open, those already opened are closed before the error propagates.
+    ``create=False``: see :func:`make_backend`.
     """
     opened: dict[str, Backend] = {}
     try:
         for name, url in config.backend_urls().items():
-            opened[name] = make_backend(config, url)
+            opened[name] = make_backend(config, url, create=create)
     except BaseException:
         for backend in opened.values():
             backend.close()
@@ -35,14 +36,18 @@ def make_backends(config: Config) -> dict[str, Backend]:
     return opened
 
 
-def make_backend(config: Config, url_text: str | None = None) -> Backend:
-    """The backend ``url_text`` (default: ``config.url``) names."""
+def make_backend(config: Config, url_text: str | None = None, *, create: bool = True) -> Backend:
+    """The backend ``url_text`` (default: ``config.url``) names.
+
+    ``create=False`` opens only a store that exists: an SQLite store whose file is
+    missing is a :class:`ConfigError` ("no store at …") and no directory or file is
+    made.  (Server stores — PostgreSQL, Redis — are reached whatever they hold.)"""
     url = parse_url(url_text or config.url)
     if url.scheme == "sqlite":
         from .backends.sqlite import SQLiteBackend
 
         assert url.path is not None
-        return SQLiteBackend(url.path, durability=config.durability)
+        return SQLiteBackend(url.path, durability=config.durability, create=create)
     if url.scheme == "memory":
         from .backends.memory import MemoryBackend
 
@@ -70,6 +75,7 @@ def open(
     token: str | None = None,
     clock: Clock | None = None,
     keyring: Keyring | str | None = None,
+    create: bool = True,
     **options: Any,
 ) -> Store:
     """Open a store.
@@ -79,6 +85,8 @@ def open(
     reads the file (``CLAWSTATE_*`` variables override it, keyword options override both:
     ``durability="power"``, ``idempotency_window=3600``, ``limits={...}``, ``namespaces={...}``).
     ``keyring`` is a source string (``"file:keys.json"``, ``"env:VAR"``) or a loaded Keyring.
+    ``create=False`` opens an existing store only and creates nothing (the CLI's read
+    commands): a missing embedded store is a :class:`ConfigError` "no store at …".
     """
     if url is not None:
         options["url"] = url
@@ -93,7 +101,7 @@ def open(
     if client_options:
         name = sorted(client_options)[0]
         raise ConfigError(name, "is an option of the HTTP client, for http(s):// stores only")
-    return Store(make_backends(cfg), cfg, clock=clock, keyring=keyring)
+    return Store(make_backends(cfg, create=create), cfg, clock=clock, keyring=keyring)
 
 
 #: ``open()`` options that configure the HTTP client rather than a store.

@@ -6,21 +6,40 @@ runs before anything is written, so a refused request changes nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Mapping
+from itertools import islice
+from typing import Any, Final
 
 from .config import MAX_KEY_BYTES, MAX_NAMESPACE_LEN, MAX_TTL_SECONDS, Limits
 from .config import check_namespace_name as _config_check
 from .errors import InvalidRequest
 
 __all__ = [
+    "INT64_MAX",
     "MAX_KEY_BYTES",
     "MAX_TTL_SECONDS",
+    "check_collection",
+    "check_flag",
+    "check_int",
     "check_key",
+    "check_key_list",
     "check_limit",
     "check_namespace_name",
+    "check_pairs",
+    "check_position",
+    "check_timeout",
     "check_ttl",
     "check_version",
+    "is_integer_text",
+    "parse_int",
+    "shown",
 ]
+
+#: The largest seq, position, version or count any entry point accepts.  Every backend
+#: stores them as signed 64-bit integers (SQLite INTEGER, PostgreSQL bigint, Redis
+#: integers); a larger Python int would reach the driver and fail there as a bare
+#: ``OverflowError`` (a 500 over HTTP) instead of an error naming the field.
+INT64_MAX: Final = (1 << 63) - 1
 
 
 def check_key(key: Any, max_bytes: int = MAX_KEY_BYTES, field: str = "key") -> None:
@@ -62,25 +81,174 @@ def check_ttl(ttl: Any, max_seconds: float = MAX_TTL_SECONDS, field: str = "ttl"
     if isinstance(ttl, bool) or not isinstance(ttl, int | float):
         raise InvalidRequest(field, f"must be a number of seconds, got {type(ttl).__name__}")
     if not ttl > 0:  # also refuses NaN
-        raise InvalidRequest(field, f"must be greater than 0, got {ttl!r}")
+        raise InvalidRequest(field, f"must be greater than 0, got {shown(ttl)}")
     if ttl > max_seconds:
         raise InvalidRequest(
-            field, f"is {ttl!r} seconds; the limit is {max_seconds:g} (10 years)", limit=max_seconds
+            field,
+            f"is {shown(ttl)} seconds; the limit is {max_seconds:g} (10 years)",
+            limit=max_seconds,
         )
     return float(ttl)
 
 
+def shown(value: Any) -> str:
+    """``value`` for an error message, bounded: a hostile 10,000-digit integer or a
+    megabyte string must not be echoed back (``str()`` of a huge int even raises)."""
+    if type(value) is int:
+        digits = value.bit_length() * 30103 // 100000 + 1  # ≈ log10(2) per bit
+        if digits > 30:
+            return f"an integer of about {digits} digits"
+        return str(value)
+    if isinstance(value, int | float | bool) or value is None:
+        return repr(value)
+    if isinstance(value, str | bytes):
+        text = repr(value[:40])
+        return text + f" (… {len(value)} long)" if len(value) > 40 else text
+    return f"a {type(value).__name__}"
+
+
+def check_int(value: Any, field: str, minimum: int = 0, maximum: int = INT64_MAX) -> int:
+    """The one integer check: an ``int`` (not ``bool``, not ``float``, not ``str``) from
+    ``minimum`` to ``maximum`` inclusive, else ``InvalidRequest(field)`` stating the range.
+
+    Every seq, position, version and limit goes through here on every path (embedded,
+    HTTP, client, CLI), so they all refuse the same inputs with the same message.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(
+            field,
+            f"must be an integer from {minimum} to {maximum}, got {shown(value)}",
+            limit=maximum,
+        )
+    number = int(value)  # an int subclass (IntEnum…): its plain value
+    if not minimum <= number <= maximum:
+        raise InvalidRequest(
+            field,
+            f"must be an integer from {minimum} to {maximum}, got {shown(number)}",
+            limit=maximum,
+        )
+    return number
+
+
+def check_position(value: Any, field: str) -> int:
+    """A log position or change seq to read after: 0 (the start) to :data:`INT64_MAX`."""
+    return check_int(value, field, 0, INT64_MAX)
+
+
+def check_timeout(value: Any, field: str = "timeout") -> float:
+    """Seconds to wait: a number >= 0 (``inf``: forever); not NaN, not a string."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise InvalidRequest(field, f"must be a number of seconds >= 0, got {shown(value)}")
+    return float(value) if value < 1e300 else float("inf")  # float(10**400) overflows
+
+
 def check_version(version: Any, field: str = "if_version") -> int:
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise InvalidRequest(field, f"must be an integer, got {type(version).__name__}")
-    if version < 1:
-        raise InvalidRequest(field, f"must be >= 1 (versions start at 1), got {version}")
-    return version
+    """A version to compare against: versions start at 1 and are 64-bit."""
+    return check_int(version, field, 1, INT64_MAX)
 
 
 def check_limit(limit: Any, maximum: int, field: str = "limit") -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise InvalidRequest(field, f"must be an integer, got {type(limit).__name__}")
-    if limit < 1 or limit > maximum:
-        raise InvalidRequest(field, f"must be between 1 and {maximum}, got {limit}", limit=maximum)
-    return limit
+    return check_int(limit, field, 1, maximum)
+
+
+def is_integer_text(text: str) -> bool:
+    """ASCII digits with an optional leading ``-``: the one spelling of an integer in a
+    query parameter, a header or a CLI argument.  A framework's lenient parser also
+    reads ``"1e3"`` as 1000 — a float's spelling, refused here like ``"1.5"``."""
+    digits = text[1:] if text[:1] == "-" else text
+    return bool(digits) and digits.isascii() and digits.isdigit()
+
+
+def parse_int(text: Any, field: str, minimum: int = 0, maximum: int = INT64_MAX) -> int:
+    """An integer sent as text (a query parameter, a header such as ``Last-Event-ID``, a
+    CLI argument), checked by :func:`check_int`.
+
+    Only ASCII digits with an optional ``-`` are an integer here: ``int()`` would also
+    take ``" +1_0 "``, Unicode digits and — slowly — thousands of digits.
+    """
+    if not isinstance(text, str):
+        return check_int(text, field, minimum, maximum)
+    if not is_integer_text(text):
+        raise InvalidRequest(
+            field,
+            f"must be an integer from {minimum} to {maximum}, got {shown(text)}",
+            limit=maximum,
+        )
+    digits = text.lstrip("-")
+    if len(digits.lstrip("0")) > len(str(max(abs(minimum), abs(maximum)))):
+        raise InvalidRequest(
+            field,
+            f"must be an integer from {minimum} to {maximum}, got {shown(text)}",
+            limit=maximum,
+        )
+    return check_int(int(text), field, minimum, maximum)
+
+
+def check_flag(value: Any, field: str) -> bool:
+    """A flag is ``True`` or ``False`` exactly: ``"yes"``, ``1`` or ``"false"`` (truthy!)
+    would otherwise be read by truthiness and silently mean something."""
+    if type(value) is not bool:
+        raise InvalidRequest(field, f"must be true or false, got {shown(value)}")
+    return value
+
+
+def _not_a_collection(value: Any) -> bool:
+    # A str is iterable, so get_many("abc") would read keys "a", "b", "c"; bytes would
+    # read ints; a mapping's iteration order is its keys only by accident of the type.
+    return (
+        value is None
+        or isinstance(value, str | bytes | bytearray | memoryview | Mapping)
+        or not isinstance(value, Iterable)
+    )
+
+
+def check_collection(value: Any, field: str, what: str) -> None:
+    """``value`` is a list-like collection, not a str, bytes, mapping, None or scalar."""
+    if _not_a_collection(value):
+        raise InvalidRequest(field, f"must be {what}, got {type(value).__name__}")
+
+
+def check_key_list(
+    keys: Any, max_items: int, max_key_bytes: int = MAX_KEY_BYTES, field: str = "keys"
+) -> list[str]:
+    """A list (tuple, set, iterator…) of at most ``max_items`` valid keys.
+
+    An iterator is read only as far as the limit, so an endless one is refused too.
+    """
+    if _not_a_collection(keys):
+        raise InvalidRequest(field, f"must be a list of keys, got {type(keys).__name__}")
+    out = keys if type(keys) is list else list(islice(keys, max_items + 1))
+    if len(out) > max_items:
+        n = len(out) if out is keys else f"more than {max_items}"
+        raise InvalidRequest(field, f"{n} keys; the limit is {max_items}", limit=max_items)
+    for key in out:
+        check_key(key, max_key_bytes)  # field "key", as get() names it
+    return out
+
+
+def check_pairs(items: Any, max_items: int, field: str = "items") -> list[tuple[Any, Any]]:
+    """``(key, value)`` pairs from a mapping or a list of 2-tuples/2-lists, at most
+    ``max_items`` of them.  The keys are checked by the caller (it knows its key limit);
+    this refuses the shapes that used to escape as ``ValueError``/``TypeError``."""
+    if isinstance(items, Mapping):
+        pairs: list[Any] = list(items.items())
+    elif _not_a_collection(items):
+        raise InvalidRequest(
+            field,
+            f"must be a mapping or a list of (key, value) pairs, got {type(items).__name__}",
+        )
+    elif type(items) is list or type(items) is tuple:
+        pairs = list(items)
+    else:
+        pairs = list(islice(items, max_items + 1))
+    if len(pairs) > max_items:
+        sized = isinstance(items, Mapping | list | tuple)
+        n = len(pairs) if sized else f"more than {max_items}"
+        raise InvalidRequest(field, f"{n} items; the limit is {max_items}", limit=max_items)
+    for i, pair in enumerate(pairs):
+        if type(pair) is not tuple or len(pair) != 2:
+            if not isinstance(pair, tuple | list) or len(pair) != 2:
+                what = f"{len(pair)} elements" if isinstance(pair, tuple | list) else shown(pair)
+                raise InvalidRequest(f"{field}[{i}]", f"must be a (key, value) pair, got {what}")
+            pairs[i] = (pair[0], pair[1])
+    return pairs

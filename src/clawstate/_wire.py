@@ -22,6 +22,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from .codec import NON_FINITE_WHY
 from .errors import (
     BackendUnavailable,
     ClawStateError,
@@ -161,15 +162,45 @@ class ItemsMeta(msgspec.Struct):
 
 
 class TxWrite(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """One buffered write of a transaction, replayed by the server in order."""
+    """One buffered write of a transaction, replayed by the server in order.
+
+    ``value``, ``ttl`` and ``if_absent`` default to ``UNSET`` rather than None/False so
+    that :meth:`check` can tell a field that was sent from one that was not: a delete
+    that carries a value or a TTL is a confused client, and ignoring the field would
+    hide it.  The values' own types are the facade's to check (``if_absent: "yes"``
+    is refused there, as it is in-process).
+    """
 
     op: Literal["put", "delete"]
     namespace: Any
     key: Any
-    value: Any = None
-    ttl: Any = None
+    value: Any = msgspec.UNSET
+    ttl: Any = msgspec.UNSET
     if_version: Any = None
-    if_absent: Any = False
+    if_absent: Any = msgspec.UNSET
+    #: keep the live item's expiry (``TxNamespace.put(keep_ttl=True)``)
+    keep_ttl: Any = msgspec.UNSET
+
+    def check(self, index: int) -> None:
+        """Refuse fields that do not apply to the op, naming them (``writes[i].ttl``)."""
+        if self.op == "delete":
+            for name in ("value", "ttl", "if_absent", "keep_ttl"):
+                if getattr(self, name) is not msgspec.UNSET:
+                    raise InvalidRequest(
+                        f"writes[{index}].{name}",
+                        "does not apply to a delete (it takes namespace, key and if_version)",
+                    )
+        elif self.value is msgspec.UNSET:
+            raise InvalidRequest(f"writes[{index}].value", "is required for a put")
+
+    def put_options(self) -> tuple[Any, Any, Any]:
+        """``(ttl, if_absent, keep_ttl)`` for ``TxNamespace.put``, defaults filled in."""
+        ttl = None if self.ttl is msgspec.UNSET else self.ttl
+        return (
+            ttl,
+            False if self.if_absent is msgspec.UNSET else self.if_absent,
+            False if self.keep_ttl is msgspec.UNSET else self.keep_ttl,
+        )
 
 
 class TxWrites(msgspec.Struct, forbid_unknown_fields=True):
@@ -338,6 +369,220 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# -- msgpack maps with a duplicate key ---------------------------------------------------
+
+_msgpack_encode = msgspec.msgpack.Encoder().encode
+_msgpack_decode_one = msgspec.msgpack.Decoder().decode
+
+#: msgpack header byte -> (bytes before the payload, payload length in the header's
+#: trailing bytes: 0 none, else how many big-endian bytes hold it, fixed payload size)
+_FIXED: Final = {
+    0xC0: 1, 0xC2: 1, 0xC3: 1,  # nil, false, true
+    0xCA: 5, 0xCB: 9,  # float32, float64
+    0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9,  # uint8..64
+    0xD0: 2, 0xD1: 3, 0xD2: 5, 0xD3: 9,  # int8..64
+    0xD4: 3, 0xD5: 4, 0xD6: 6, 0xD7: 10, 0xD8: 18,  # fixext 1..16
+}  # fmt: skip
+#: header byte -> (size of the length field, extra bytes after it) for str/bin/ext
+_SIZED: Final = {
+    0xC4: (1, 0), 0xC5: (2, 0), 0xC6: (4, 0),  # bin 8/16/32
+    0xC7: (1, 1), 0xC8: (2, 1), 0xC9: (4, 1),  # ext 8/16/32 (+ type byte)
+    0xD9: (1, 0), 0xDA: (2, 0), 0xDB: (4, 0),  # str 8/16/32
+}  # fmt: skip
+
+
+def _head(data: bytes, pos: int) -> tuple[int, int, bool]:
+    """``(bytes to advance, child elements, is a map)`` for the element at ``pos``: the
+    whole element for a scalar, only the header for an array (N children) or a map (2N)."""
+    b = data[pos]
+    if b <= 0x7F or b >= 0xE0:
+        return 1, 0, False
+    if b <= 0x8F:
+        return 1, 2 * (b & 0x0F), True
+    if b <= 0x9F:
+        return 1, b & 0x0F, False
+    if b <= 0xBF:
+        return 1 + (b & 0x1F), 0, False
+    fixed = _FIXED.get(b)
+    if fixed is not None:
+        return fixed, 0, False
+    sized = _SIZED.get(b)
+    if sized is not None:
+        width, extra = sized
+        size = int.from_bytes(data[pos + 1 : pos + 1 + width], "big")
+        return 1 + width + extra + size, 0, False
+    width = 2 if b in (0xDC, 0xDE) else 4  # array16/map16, array32/map32
+    count = int.from_bytes(data[pos + 1 : pos + 1 + width], "big")
+    is_map = b >= 0xDE
+    return 1 + width, 2 * count if is_map else count, is_map
+
+
+def _skip(data: bytes, pos: int) -> int:
+    """The position just after the (possibly nested) element at ``pos``."""
+    pending = 1
+    while pending:
+        advance, children, _ = _head(data, pos)
+        pos += advance
+        pending += children - 1
+    return pos
+
+
+def _kinds() -> tuple[list[int], list[int]]:
+    """Per msgpack header byte: how to step over the element (``_K_*``) and a size
+    (a whole scalar's length, or the width of a str/bin/ext length field)."""
+    kind = [_K_SCALAR] * 256
+    size = [1] * 256
+    for b in range(0xA0, 0xC0):  # fixstr: the header holds the length
+        size[b] = 1 + (b & 0x1F)
+    for b, total in _FIXED.items():
+        size[b] = total
+    for b, (width, _) in _SIZED.items():
+        kind[b], size[b] = _K_SIZED, width
+    for b in range(0x80, 0x90):
+        kind[b] = _K_FIXMAP
+    for b in range(0x90, 0xA0):
+        kind[b] = _K_FIXARRAY
+    kind[0xDC], size[0xDC] = _K_ARRAY, 2
+    kind[0xDD], size[0xDD] = _K_ARRAY, 4
+    kind[0xDE], size[0xDE] = _K_MAP, 2
+    kind[0xDF], size[0xDF] = _K_MAP, 4
+    return kind, size
+
+
+_K_SCALAR, _K_SIZED, _K_FIXARRAY, _K_FIXMAP, _K_ARRAY, _K_MAP = range(6)
+_KIND, _SIZE = _kinds()
+_EXT: Final = frozenset((0xC7, 0xC8, 0xC9))  # a type byte follows the length
+
+
+def _msgpack_duplicate(data: bytes) -> tuple[Any, str] | None:
+    """The first map key that appears twice in one map of ``data``, with that map's
+    path, or None.
+
+    The slow path of :func:`decode_body`, one pass over the wire headers in Python at
+    about the cost of the codec's own type walk (``bench/validation.py``).  A str key
+    is compared by its UTF-8 bytes (msgspec has validated them, and valid UTF-8 is
+    unique per string); any other key is decoded with msgspec and compared as the
+    decoded dict compares it (``1``, ``1.0`` and ``True`` are one key).  ``data`` has
+    already been decoded once by msgspec, so it is well formed.
+    """
+    kinds, sizes = _KIND, _SIZE
+    # One frame per open container: [elements left, keys seen (None: an array),
+    # elements in all, the last key read].  The path is rebuilt from them on a hit.
+    stack: list[list[Any]] = []
+    pos, end = 0, len(data)
+    while pos < end:
+        if stack:
+            frame = stack[-1]
+            while frame[0] == 0:
+                stack.pop()
+                if not stack:
+                    return None  # trailing bytes: not msgpack msgspec would accept
+                frame = stack[-1]
+            left = frame[0]
+            seen = frame[1]
+            if seen is None:
+                # An array: step over a run of scalars in a tight loop (an array of
+                # a million numbers is the cheapest way to make this walk expensive).
+                while left:
+                    b = data[pos]
+                    kind = kinds[b]
+                    if kind == _K_SCALAR:
+                        pos += sizes[b]
+                    elif kind == _K_SIZED:
+                        width = sizes[b]
+                        length = int.from_bytes(data[pos + 1 : pos + 1 + width], "big")
+                        pos += 1 + width + length + (1 if b in _EXT else 0)
+                    else:
+                        break
+                    left -= 1
+                frame[0] = left
+                if not left:
+                    continue
+            frame[0] = left - 1
+            if seen is not None and not left & 1:  # an even count left: a key comes
+                b = data[pos]
+                if 0xA0 <= b <= 0xBF:
+                    after = pos + 1 + (b & 0x1F)
+                    key: Any = data[pos + 1 : after]
+                elif 0xD9 <= b <= 0xDB:
+                    width = sizes[b]
+                    start = pos + 1 + width
+                    after = start + int.from_bytes(data[pos + 1 : start], "big")
+                    key = data[start:after]
+                else:  # not a str: compare as the decoded dict does
+                    after = _skip(data, pos)
+                    key = ("", _msgpack_decode_one(data[pos:after]))
+                try:
+                    if key in seen:
+                        return _shown_key(key), _path(stack[:-1])
+                    seen.add(key)
+                except TypeError:  # unhashable: msgspec would not have decoded it
+                    pass
+                frame[3] = key
+                pos = after
+                continue
+        b = data[pos]
+        kind = kinds[b]
+        if kind == _K_SCALAR:
+            pos += sizes[b]
+        elif kind == _K_SIZED:
+            width = sizes[b]
+            length = int.from_bytes(data[pos + 1 : pos + 1 + width], "big")
+            pos += 1 + width + length + (1 if b in _EXT else 0)
+        else:
+            if kind in (_K_FIXARRAY, _K_FIXMAP):
+                count = b & 0x0F
+                pos += 1
+            else:
+                width = sizes[b]
+                count = int.from_bytes(data[pos + 1 : pos + 1 + width], "big")
+                pos += 1 + width
+            if count:
+                if kind in (_K_FIXMAP, _K_MAP):
+                    stack.append([2 * count, set(), 2 * count, None])
+                else:
+                    stack.append([count, None, count, None])
+    return None
+
+
+def _shown_key(key: Any) -> Any:
+    if type(key) is bytes:
+        return key.decode("utf-8", "replace")
+    return key[1]
+
+
+def _path(frames: list[list[Any]]) -> str:
+    """The path of the container the innermost frame reads, from its ancestors."""
+    out = ["$"]
+    for left, seen, total, last in frames:
+        if seen is None:
+            out.append(f"[{total - left - 1}]")
+        else:
+            out.append(f"[{_shown_key(last)!r}]")
+    return "".join(out)
+
+
+def _check_msgpack_maps(data: bytes, value: Any, field: str) -> None:
+    """Refuse a msgpack body with a duplicate map key, as JSON bodies are refused.
+
+    msgspec keeps the last value silently.  Fast path: re-encode the decoded value and
+    compare bytes.  If they are equal, the body parses like the re-encoding, whose
+    map headers count the decoded dicts' entries, so no map lost an entry.  msgspec
+    writes canonical msgpack, so every body from the Python client (and most other
+    encoders) takes this path: one encode and a memcmp (about 1 µs for a 400-byte
+    value; `bench/validation.py`, docs/configuration.md "Values").  Otherwise the exact
+    walk of the wire headers decides.
+    """
+    if type(value) is not dict and type(value) is not list:
+        return  # a scalar has no map
+    if _msgpack_encode(value) == data:
+        return
+    dup = _msgpack_duplicate(data)
+    if dup is not None:
+        key, where = dup
+        raise InvalidRequest(field, f"has a duplicate map key {key!r} in the map at {where}")
+
+
 def decode_body(data: bytes, content_type: str, field: str = "body") -> Any:
     """Decode a request or response body; any malformation is ``InvalidRequest(field)``.
 
@@ -349,15 +594,28 @@ def decode_body(data: bytes, content_type: str, field: str = "body") -> Any:
     """
     if content_type in MSGPACK_TYPES:
         try:
-            return _msgpack_decoder.decode(data)
+            value = _msgpack_decoder.decode(data)
         except (msgspec.DecodeError, RecursionError, ValueError) as exc:
             raise InvalidRequest(field, f"is not valid msgpack: {exc}") from None
+        _check_msgpack_maps(data, value, field)
+        return value
     try:
         value = _json_decoder.decode(data)
     except RecursionError:
         raise InvalidRequest(field, "nests too deeply") from None
     except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequest(field, f"is not valid JSON: {exc}") from None
+        text = str(exc)
+        if text.startswith("Number out of range"):
+            # 1e999 would be an infinity: refused like NaN on every path (codec.py).
+            where = text.partition(" - at ")[2].strip("`") or "$"
+            raise InvalidRequest(
+                field,
+                f"has a non-finite float at {where} (a number out of range reads as "
+                f"infinity): {NON_FINITE_WHY}",
+            ) from None
+        if b"NaN" in data or b"Infinity" in data:
+            text += " (NaN and Infinity are not JSON; clawstate refuses non-finite numbers)"
+        raise InvalidRequest(field, f"is not valid JSON: {text}") from None
     if b"{" in data and isinstance(value, dict | list) and _may_have_duplicates(data, value):
         try:
             value = json.loads(

@@ -65,7 +65,9 @@ class AsyncNamespace:
         return await self._run(self._ns.get, key)
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Item]:
-        return await self._run(self._ns.get_many, list(keys))
+        # Handed over as given: the facade checks the shape (list(keys) here would read
+        # "abc" as keys a, b, c and turn None into a TypeError).
+        return await self._run(self._ns.get_many, keys)
 
     async def put(
         self,
@@ -76,6 +78,7 @@ class AsyncNamespace:
         if_version: int | None = None,
         if_absent: bool = False,
         idempotency_key: str | None = None,
+        keep_ttl: bool = False,
     ) -> Item:
         return await self._run(
             self._ns.put,
@@ -85,6 +88,7 @@ class AsyncNamespace:
             if_version=if_version,
             if_absent=if_absent,
             idempotency_key=idempotency_key,
+            keep_ttl=keep_ttl,
         )
 
     async def put_many(
@@ -94,8 +98,8 @@ class AsyncNamespace:
         ttl: float | None = None,
         idempotency_key: str | None = None,
     ) -> list[Item]:
-        pairs = list(items.items() if isinstance(items, Mapping) else items)
-        return await self._run(self._ns.put_many, pairs, ttl=ttl, idempotency_key=idempotency_key)
+        # As given: the facade checks the shape (a str, None, wrong-arity pairs).
+        return await self._run(self._ns.put_many, items, ttl=ttl, idempotency_key=idempotency_key)
 
     async def delete(
         self, key: str, *, if_version: int | None = None, idempotency_key: str | None = None
@@ -138,8 +142,11 @@ class AsyncTxNamespace:
         ttl: float | None = None,
         if_version: int | None = None,
         if_absent: bool = False,
+        keep_ttl: bool = False,
     ) -> None:
-        self._tx_ns.put(key, value, ttl=ttl, if_version=if_version, if_absent=if_absent)
+        self._tx_ns.put(
+            key, value, ttl=ttl, if_version=if_version, if_absent=if_absent, keep_ttl=keep_ttl
+        )
 
     async def delete(self, key: str, *, if_version: int | None = None) -> None:
         self._tx_ns.delete(key, if_version=if_version)

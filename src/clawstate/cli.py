@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,9 +24,15 @@ from rich.table import Table
 
 from . import _open
 from .cli_events import events_app, projections_app, worker
-from .errors import BackendUnavailable, ClawStateError, InvalidRequest, VersionConflict
+from .errors import (
+    BackendUnavailable,
+    ClawStateError,
+    IntegrityError,
+    InvalidRequest,
+    VersionConflict,
+)
 from .store import Store
-from .types import Change, Item
+from .types import Change, CheckReport, Item
 
 app = typer.Typer(
     name="clawstate",
@@ -83,9 +90,12 @@ def _main(
 
 
 @contextmanager
-def _store() -> Iterator[Store]:
+def _store(*, create: bool = True) -> Iterator[Store]:
+    """The store the options name.  Read commands pass ``create=False``: on a missing
+    store they fail with "no store at …" and create nothing (a typo in ``--url``
+    must not leave a directory behind); write commands and ``serve`` create it."""
     try:
-        store = _open.open(_state.url, config=_state.config, sweep_interval=0)
+        store = _open.open(_state.url, config=_state.config, sweep_interval=0, create=create)
     except ClawStateError as exc:
         _fail(exc)
     try:
@@ -97,7 +107,10 @@ def _store() -> Iterator[Store]:
 
 
 def _fail(exc: ClawStateError) -> Any:
-    err_console.print(f"error: {type(exc).__name__}: {exc}", markup=False, highlight=False)
+    # One unwrapped line: a message (and a path in it) must survive grep and copy-paste.
+    err_console.print(
+        f"error: {type(exc).__name__}: {exc}", markup=False, highlight=False, soft_wrap=True
+    )
     if isinstance(exc, InvalidRequest):
         code = 2
     elif isinstance(exc, BackendUnavailable):
@@ -126,9 +139,51 @@ def _item_doc(item: Item) -> dict[str, Any]:
     }
 
 
+def _bytes_doc(value: Any) -> Any:
+    """``json.dumps``'s fallback: nested bytes (msgpack namespaces) print as top-level
+    bytes do, ``{"$bytes": base64}``, instead of crashing the command."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _jsonable(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _finite(doc: Any) -> Any:
+    """``doc`` with NaN and infinities as None: how HTTP's JSON shows them."""
+    if isinstance(doc, float) and not -math.inf < doc < math.inf:
+        return None
+    if isinstance(doc, dict):
+        return {k: _finite(v) for k, v in doc.items()}
+    if isinstance(doc, list | tuple):
+        return [_finite(v) for v in doc]
+    return doc
+
+
+def _dumps(doc: Any) -> str:
+    """JSON text, always valid JSON: ``json.dumps`` alone would print ``NaN``.
+
+    New values cannot hold NaN or infinities (they are refused on every path), but
+    values stored before that policy are read unchanged; they print as ``null``,
+    exactly as a JSON reader over HTTP sees them.
+    """
+    try:
+        return json.dumps(doc, ensure_ascii=False, allow_nan=False, default=_bytes_doc)
+    except ValueError:
+        return json.dumps(_finite(doc), ensure_ascii=False, allow_nan=False, default=_bytes_doc)
+
+
 def _print_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, ensure_ascii=False, sort_keys=False) + "\n")
+    sys.stdout.write(_dumps(doc) + "\n")
     sys.stdout.flush()
+
+
+def parse_json(text: str, field: str) -> Any:
+    """JSON from the command line, parsed exactly as the HTTP API parses a JSON body
+    (:func:`clawstate._wire.decode_body`): ``NaN``, ``1e999`` and duplicate object
+    names are refused, naming ``field``, instead of being read as Python's ``json``
+    would (NaN, inf, the last duplicate)."""
+    from ._wire import JSON, decode_body
+
+    return decode_body(text.encode("utf-8", "surrogateescape"), JSON, field)
 
 
 def _parse_value(text: str, raw: bool) -> Any:
@@ -137,9 +192,12 @@ def _parse_value(text: str, raw: bool) -> Any:
     if raw:
         return text
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        _fail(InvalidRequest("value", f"is not valid JSON ({exc}); pass --raw to store a string"))
+        return parse_json(text, "value")
+    except InvalidRequest as exc:
+        if "is not valid JSON" in str(exc):  # perhaps plain text: point at --raw
+            why = str(exc).split(": ", 1)[1]
+            exc = InvalidRequest("value", f"{why}; pass --raw to store a string")
+        _fail(exc)
 
 
 @app.command()
@@ -156,7 +214,7 @@ def get(
     Example:
       clawstate get carts u42
     """
-    with _store() as store:
+    with _store(create=False) as store:
         item = store.namespace(namespace).get(key)
         if item is None:
             err_console.print(f"not found: {namespace}/{key}", markup=False)
@@ -234,7 +292,7 @@ def scan(
     Example:
       clawstate scan carts --prefix u4 --limit 10
     """
-    with _store() as store:
+    with _store(create=False) as store:
         page = store.namespace(namespace).scan(prefix=prefix, limit=limit, cursor=cursor)
         items: list[Any] = [i.key if keys_only else _item_doc(i) for i in page.items]
         _print_json({"items": items, "cursor": page.cursor})
@@ -252,7 +310,7 @@ def query(
       clawstate query carts '{"filter": {"EQ": {"status": "open"}}, "sort": [{"key": "total", "order": "DESC"}], "page": {"limit": 10}}'
     """  # noqa: E501
     text = sys.stdin.read() if query_json == "-" else query_json
-    with _store() as store:
+    with _store(create=False) as store:
         page = store.namespace(namespace).query(text)
         _print_json({"items": [_item_doc(i) for i in page.items], "cursor": page.cursor})
 
@@ -275,7 +333,7 @@ def watch(
     Example:
       clawstate watch carts --from-seq 0 --timeout 1
     """
-    with _store() as store:
+    with _store(create=False) as store:
         seen = 0
         w = store.watch(from_seq, namespace=namespace, timeout=timeout)
         try:
@@ -311,7 +369,7 @@ def stats(
     Example:
       clawstate stats --json
     """
-    with _store() as store:
+    with _store(create=False) as store:
         data = store.stats()
     if as_json:
         _print_json(data)
@@ -374,8 +432,19 @@ def check(
     Example:
       clawstate check --deep
     """
-    with _store() as store:
-        report = store.check(deep=deep)
+    try:
+        store = _open.open(_state.url, config=_state.config, sweep_interval=0, create=False)
+    except IntegrityError as exc:  # too damaged to open: that is the finding
+        report = CheckReport([str(exc)], {})
+    except ClawStateError as exc:
+        _fail(exc)
+    else:
+        try:
+            report = store.check(deep=deep)
+        except ClawStateError as exc:
+            _fail(exc)
+        finally:
+            store.close()
     _print_json({"ok": report.ok, "problems": report.problems, "checked": report.checked})
     if not report.ok:
         raise typer.Exit(1)
@@ -613,7 +682,7 @@ def token_list() -> None:
 
     from .server.auth import TokenStore
 
-    with _store() as store:
+    with _store(create=False) as store:
         tokens = TokenStore(store).list()
         _audit_cli(store, "token.list")
         _print_json(msgspec.to_builtins(tokens))
@@ -637,7 +706,9 @@ def token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id")]
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Check the audit log's hash chain; exit status 1 if it is broken.
+    """Check the audit log's MAC chain (keyed from the store's keyring); exit status 1
+    if it is broken, naming the first bad record.  Compare the printed seq and head
+    with a copy kept elsewhere (the server logs them, /metrics exports them).
 
     \b
     Example:
@@ -647,11 +718,81 @@ def audit_verify() -> None:
 
     from .server.audit import verify
 
-    with _store() as store:
+    with _store(create=False) as store:
         report = verify(store)
     _print_json(msgspec.to_builtins(report))
     if not report.ok:
+        where = "" if report.first_bad is None else f" at record {report.first_bad}"
+        err_console.print(
+            f"error: the audit log is broken{where}: {report.problems[0]}", markup=False
+        )
         raise typer.Exit(1)
+    if report.records and not report.keyed:
+        err_console.print(
+            "warning: the audit log is an unkeyed hash chain (this store has no keyring): "
+            "anyone able to write the database could have rewritten it",
+            markup=False,
+        )
+
+
+@audit_app.command("seal")
+def audit_seal() -> None:
+    """Pin an audit log written before the chain was keyed under the keyring's MAC
+    (one ``audit.keyed`` record); a no-op on a keyed or empty log.
+
+    \b
+    Example:
+      clawstate audit seal
+    """
+    from .server.audit import seal
+
+    with _store(create=False) as store:
+        sealed = seal(store)
+    _print_json({"sealed": sealed})
+
+
+@audit_app.command("prune")
+def audit_prune(
+    keep_days: Annotated[
+        float | None,
+        typer.Option(help="Delete records older than this many days (default: [audit] keep_days)"),
+    ] = None,
+    keep_records: Annotated[
+        int | None,
+        typer.Option(help="Keep at most this many newest records (default: [audit] keep_records)"),
+    ] = None,
+) -> None:
+    """Apply the audit log's retention: delete the oldest records and leave a sealed
+    checkpoint (number and MAC of the last one deleted) that `audit verify` checks.
+    The part deleted is verified first; a broken chain is not pruned (exit status 1).
+
+    \b
+    Example:
+      clawstate audit prune --keep-days 90
+    """
+    import math
+
+    import msgspec
+
+    from .server.audit import prune
+
+    with _store(create=False) as store:
+        days = keep_days if keep_days is not None else store.config.audit_keep_days
+        records = keep_records if keep_records is not None else store.config.audit_keep_records
+        if days is not None and not (math.isfinite(days) and 0 < days <= 36500):
+            _fail(InvalidRequest("keep_days", f"must be > 0 and <= 36500 days, got {days}"))
+        if records is not None and records < 1:
+            _fail(InvalidRequest("keep_records", f"must be >= 1, got {records}"))
+        if days is None and records is None:
+            _fail(
+                InvalidRequest(
+                    "keep_days",
+                    "give --keep-days or --keep-records (or set [audit] keep_days / "
+                    "keep_records in clawstate.toml)",
+                )
+            )
+        report = prune(store, keep_days=days, keep_records=records)
+    _print_json(msgspec.to_builtins(report))
 
 
 def main() -> None:
@@ -660,4 +801,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # ``python -m clawstate.cli`` runs this file as ``__main__``; cli_events imports
+    # ``clawstate.cli``, a second copy whose options (``--url``…) this one never set.
+    # Run the imported module's app so that both share one set of options.
+    from clawstate.cli import main as _imported_main
+
+    _imported_main()

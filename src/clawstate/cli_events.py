@@ -12,7 +12,6 @@ Events print as JSON lines, one per event.
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ._validate import parse_int
 from .errors import InvalidRequest
 from .types import ANY, NO_STREAM, STREAM_EXISTS, Event, ExpectedVersion, RecordedEvent
 
@@ -44,10 +44,10 @@ projections_app = typer.Typer(
 
 
 @contextmanager
-def _store() -> Iterator[Store]:
+def _store(*, create: bool = True) -> Iterator[Store]:
     from . import cli
 
-    with cli._store() as store:
+    with cli._store(create=create) as store:
         yield store
 
 
@@ -58,17 +58,20 @@ def _fail(exc: InvalidRequest) -> Any:
 
 
 def _print(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
+    from . import cli
+
+    cli._print_json(doc)  # one printer: always valid JSON (no NaN)
 
 
 def _json_object(text: str, field: str) -> dict[str, Any]:
+    from . import cli
+
     if text == "-":
         text = sys.stdin.read()
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        _fail(InvalidRequest(field, f"is not valid JSON ({exc})"))
+        value = cli.parse_json(text, field)  # strict, as HTTP: no NaN, 1e999, duplicates
+    except InvalidRequest as exc:
+        _fail(exc)
     if not isinstance(value, dict):
         _fail(InvalidRequest(field, f"must be a JSON object, got {type(value).__name__}"))
     return value  # type: ignore[no-any-return]
@@ -78,15 +81,17 @@ def _expected(text: str) -> ExpectedVersion:
     for sentinel in (ANY, NO_STREAM, STREAM_EXISTS):
         if text == sentinel:
             return sentinel
-    try:
-        return int(text)
-    except ValueError:
+    if not text.isascii() or not text.lstrip("-").isdigit():
         _fail(
             InvalidRequest(
                 "expected_version",
                 f"must be a version number, any, no_stream or stream_exists; got {text!r}",
             )
         )
+    try:
+        return parse_int(text, "expected_version")
+    except InvalidRequest as exc:
+        _fail(exc)
         raise  # unreachable: _fail exits
 
 
@@ -159,7 +164,7 @@ def read(
     Example:
       clawstate events read order-1
     """
-    with _store() as store:
+    with _store(create=False) as store:
         for event in store.events.read(stream, from_version, backwards=backwards, limit=limit):
             _print(event_doc(event))
 
@@ -195,15 +200,11 @@ def tail(
     start: int | str = from_position
     if from_position != "end":
         try:
-            start = int(from_position)
-        except ValueError:
-            _fail(
-                InvalidRequest(
-                    "from_position", f'must be a position or "end", got {from_position!r}'
-                )
-            )
+            start = parse_int(from_position, "from_position")
+        except InvalidRequest as exc:
+            _fail(exc)
     flt = EventFilter(stream_prefix, tuple(types or ())) if stream_prefix or types else None
-    with _store() as store:
+    with _store(create=False) as store:
         seen = 0
         sub = store.events.subscribe(start, filter=flt, name=name, timeout=timeout)
         try:
@@ -247,7 +248,7 @@ def status(
     """
     import msgspec
 
-    with _store() as store:
+    with _store(create=False) as store:
         rows = store.events.projection_status()
         last = store.events.last_position
     if as_json:

@@ -42,11 +42,22 @@ import httpx
 import msgspec
 
 from . import __version__
-from ._validate import check_key, check_limit, check_namespace_name, check_ttl, check_version
+from ._validate import (
+    check_flag,
+    check_int,
+    check_key,
+    check_key_list,
+    check_limit,
+    check_namespace_name,
+    check_pairs,
+    check_position,
+    check_timeout,
+    check_ttl,
+    check_version,
+)
 from ._wire import (
     IDEMPOTENCY_KEY,
     MSGPACK,
-    NAMESPACE_OPTIONS,
     SSE,
     ChangeBatch,
     EventPage,
@@ -202,23 +213,14 @@ def _check_idem(idem: Any) -> None:
 
 
 class _NsSpec:
-    """One namespace as the client addresses it: name, options header, limits."""
+    """One namespace as the client addresses it: name and limits.  Its policy is the
+    server's (its configuration), so nothing about it travels with a request."""
 
-    __slots__ = ("headers", "limits", "name")
+    __slots__ = ("limits", "name")
 
-    def __init__(self, name: str, limits: Limits, options: dict[str, Any] | None) -> None:
+    def __init__(self, name: str, limits: Limits) -> None:
         self.name = name
         self.limits = limits
-        self.headers = (
-            None if not options else {NAMESPACE_OPTIONS: json.dumps(options, separators=(",", ":"))}
-        )
-
-    def merged(self, extra: dict[str, str] | None) -> dict[str, str] | None:
-        if self.headers is None:
-            return extra
-        if not extra:
-            return self.headers
-        return {**self.headers, **extra}
 
 
 def _get_call(ns: _NsSpec, key: Any) -> _Call[Item | None]:
@@ -227,25 +229,17 @@ def _get_call(ns: _NsSpec, key: Any) -> _Call[Item | None]:
     def parse(status: int, data: Any) -> Item | None:
         return None if status == 404 else _dec_item.decode(data)
 
-    return _Call("GET", _item_path(ns.name, key), None, _NO_BODY, ns.headers, True, parse)
+    return _Call("GET", _item_path(ns.name, key), None, _NO_BODY, None, True, parse)
 
 
 def _get_many_call(ns: _NsSpec, keys: Iterable[Any]) -> _Call[dict[str, Item]]:
-    keys = list(keys)
-    if len(keys) > ns.limits.max_batch:
-        raise InvalidRequest(
-            "keys",
-            f"{len(keys)} keys; the limit is {ns.limits.max_batch}",
-            limit=ns.limits.max_batch,
-        )
-    for key in keys:
-        check_key(key, ns.limits.max_key_bytes)
+    keys = check_key_list(keys, ns.limits.max_batch, ns.limits.max_key_bytes)
     return _Call(
         "POST",
         _ns_path(ns.name) + "/batch/get",
         None,
         {"keys": keys},
-        ns.headers,
+        None,
         True,
         lambda s, d: _dec_items_by_key.decode(d).items,
         "keys",
@@ -260,8 +254,11 @@ def _put_call(
     if_version: Any,
     if_absent: bool,
     idem: Any,
+    keep_ttl: bool = False,
 ) -> _Call[Item]:
     check_key(key, ns.limits.max_key_bytes)
+    check_flag(if_absent, "if_absent")
+    _check_keep_ttl(keep_ttl, ttl)
     if if_version is not None:
         check_version(if_version)
     if ttl is not None:
@@ -271,6 +268,8 @@ def _put_call(
     params: dict[str, Any] = {}
     if ttl is not None:
         params["ttl"] = repr(float(ttl))
+    if keep_ttl:
+        params["keep_ttl"] = "true"
     if if_version is not None:
         params["if_version"] = str(if_version)
     headers: dict[str, str] = {}
@@ -287,10 +286,17 @@ def _put_call(
         _item_path(ns.name, key),
         params or None,
         value,
-        ns.merged(headers),
+        headers or None,
         idem is not None,
         parse,
     )
+
+
+def _check_keep_ttl(keep_ttl: Any, ttl: Any) -> None:
+    """As the facade checks it: a bool, and never together with ``ttl``."""
+    check_flag(keep_ttl, "keep_ttl")
+    if keep_ttl and ttl is not None:
+        raise InvalidRequest("keep_ttl", "cannot be combined with ttl")
 
 
 def _check_value(value: Any) -> None:
@@ -306,13 +312,7 @@ def _put_many_call(
     ttl: Any,
     idem: Any,
 ) -> _Call[list[Item]]:
-    pairs = list(items.items() if isinstance(items, Mapping) else items)
-    if len(pairs) > ns.limits.max_batch:
-        raise InvalidRequest(
-            "items",
-            f"{len(pairs)} items; the limit is {ns.limits.max_batch}",
-            limit=ns.limits.max_batch,
-        )
+    pairs = check_pairs(items, ns.limits.max_batch)
     for k, v in pairs:
         check_key(k, ns.limits.max_key_bytes)
         if ttl is not None:
@@ -331,7 +331,7 @@ def _put_many_call(
         _ns_path(ns.name) + "/batch/put",
         None,
         {"items": [[k, v] for k, v in pairs], "ttl": ttl},
-        ns.merged(headers),
+        headers or None,
         idem is not None,
         parse,
     )
@@ -349,7 +349,7 @@ def _delete_call(ns: _NsSpec, key: Any, if_version: Any, idem: Any) -> _Call[boo
         _item_path(ns.name, key),
         params,
         _NO_BODY,
-        ns.merged(headers),
+        headers or None,
         idem is not None,
         lambda s, d: bool(_dec_any.decode(d)["deleted"]),
     )
@@ -373,7 +373,7 @@ def _scan_call(ns: _NsSpec, prefix: Any, limit: Any, cursor: Any) -> _Call[Page]
         _ns_path(ns.name) + "/items",
         params,
         _NO_BODY,
-        ns.headers,
+        None,
         True,
         lambda s, d: _dec_page.decode(d),
     )
@@ -385,7 +385,7 @@ def _query_call(ns: _NsSpec, query: Any) -> _Call[Page]:
         _ns_path(ns.name) + "/query",
         None,
         query,
-        ns.headers,
+        None,
         True,
         lambda s, d: _dec_page.decode(d),
         "query",
@@ -398,21 +398,9 @@ def _count_call(ns: _NsSpec) -> _Call[int]:
         _ns_path(ns.name) + "/count",
         None,
         _NO_BODY,
-        ns.headers,
+        None,
         True,
         lambda s, d: int(_dec_any.decode(d)["count"]),
-    )
-
-
-def _policy_call(ns: _NsSpec) -> _Call[dict[str, Any]]:
-    return _Call(
-        "GET",
-        _ns_path(ns.name) + "/policy",
-        None,
-        _NO_BODY,
-        ns.headers,
-        True,
-        lambda s, d: dict(_dec_any.decode(d)["policy"]),
     )
 
 
@@ -434,14 +422,10 @@ def _changes_call(
 def _watch_params(
     from_seq: Any, namespace: str | None, prefix: str, timeout: Any, backend: str | None
 ) -> dict[str, Any]:
-    if from_seq is not None and (
-        isinstance(from_seq, bool) or not isinstance(from_seq, int) or from_seq < 0
-    ):
-        raise InvalidRequest("from_seq", f"must be an integer >= 0, got {from_seq!r}")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0
-    ):
-        raise InvalidRequest("timeout", f"must be >= 0 seconds, got {timeout!r}")
+    if from_seq is not None:
+        check_position(from_seq, "from_seq")
+    if timeout is not None:
+        check_timeout(timeout)
     if not isinstance(prefix, str) or not _is_utf8(prefix):
         raise InvalidRequest("prefix", "must be a valid Unicode string")
     params: dict[str, Any] = {}
@@ -1022,10 +1006,11 @@ def _read_call(
     limits: Limits, stream: Any, from_version: Any, backwards: Any, limit: Any
 ) -> _Call[list[RecordedEvent]]:
     path = _stream_path(stream, limits)
-    if from_version is not None and (type(from_version) is not int or from_version < 0):
-        raise InvalidRequest("from_version", f"must be an integer >= 0, got {from_version!r}")
-    if limit is not None and (type(limit) is not int or limit < 1):
-        raise InvalidRequest("limit", f"must be an integer >= 1, got {limit!r}")
+    if from_version is not None:
+        check_position(from_version, "from_version")
+    if limit is not None:
+        check_int(limit, "limit", 1)
+    check_flag(backwards, "backwards")
     params: dict[str, Any] = {"backwards": "true" if backwards else "false"}
     if from_version is not None:
         params["from_version"] = str(from_version)
@@ -1093,10 +1078,8 @@ def _sub_args(
             "durable (named) subscriptions are not available over HTTP; keep the "
             "position yourself and pass it as from_position",
         )
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0
-    ):
-        raise InvalidRequest("timeout", f"must be >= 0 seconds, got {timeout!r}")
+    if timeout is not None:
+        check_timeout(timeout)
     if from_position == "end":
         return _page_call(limits, "end", 1, None, allow_end=True)
     _check_position(from_position, "from_position")
@@ -1421,14 +1404,26 @@ class AsyncRemoteEvents:
 # -- the sync facade -------------------------------------------------------------------
 
 
+def _refuse_namespace_options(options: Mapping[str, Any]) -> None:
+    """Namespace options given to a remote store: refused, never sent (see
+    :meth:`RemoteStore.namespace`)."""
+    names = ", ".join(sorted(options))
+    raise InvalidRequest(
+        "options",
+        f"namespace options ({names}) cannot be set through a remote store: namespace "
+        "policy is the server operator's, set in the server's configuration file "
+        "([namespaces.<name>] in its clawstate.toml)",
+    )
+
+
 class RemoteNamespace:
     """:class:`clawstate.Namespace` over HTTP."""
 
-    def __init__(self, store: RemoteStore, name: str, options: dict[str, Any] | None) -> None:
+    def __init__(self, store: RemoteStore, name: str) -> None:
         self._store = store
         self._t = store._t
         self.name = name
-        self._spec = _NsSpec(name, store._limits, options)
+        self._spec = _NsSpec(name, store._limits)
 
     def __repr__(self) -> str:
         return f"<RemoteNamespace {self.name!r} on {self._store.url}>"
@@ -1462,9 +1457,10 @@ class RemoteNamespace:
         if_version: int | None = None,
         if_absent: bool = False,
         idempotency_key: str | None = None,
+        keep_ttl: bool = False,
     ) -> Item:
         return self._t.call(
-            _put_call(self._spec, key, value, ttl, if_version, if_absent, idempotency_key)
+            _put_call(self._spec, key, value, ttl, if_version, if_absent, idempotency_key, keep_ttl)
         )
 
     def put_many(
@@ -1512,9 +1508,18 @@ class _TxBuffer:
         self.values.append(value)
 
     def put(
-        self, ns: str, key: Any, value: Any, ttl: Any, if_version: Any, if_absent: bool
+        self,
+        ns: str,
+        key: Any,
+        value: Any,
+        ttl: Any,
+        if_version: Any,
+        if_absent: bool,
+        keep_ttl: bool = False,
     ) -> None:
         check_key(key, self.limits.max_key_bytes)
+        check_flag(if_absent, "if_absent")
+        _check_keep_ttl(keep_ttl, ttl)
         if if_version is not None:
             check_version(if_version)
             if if_absent:
@@ -1529,6 +1534,8 @@ class _TxBuffer:
             write["if_version"] = if_version
         if if_absent:
             write["if_absent"] = True
+        if keep_ttl:
+            write["keep_ttl"] = True
         self.add(write, value)
 
     def delete(self, ns: str, key: Any, if_version: Any) -> None:
@@ -1568,8 +1575,9 @@ class RemoteTxNamespace:
         ttl: float | None = None,
         if_version: int | None = None,
         if_absent: bool = False,
+        keep_ttl: bool = False,
     ) -> None:
-        self._tx._buf.put(self.name, key, value, ttl, if_version, if_absent)
+        self._tx._buf.put(self.name, key, value, ttl, if_version, if_absent, keep_ttl)
 
     def delete(self, key: str, *, if_version: int | None = None) -> None:
         self._tx._buf.delete(self.name, key, if_version)
@@ -1676,16 +1684,19 @@ class RemoteStore:
         return f"<RemoteStore {self.url}>"
 
     def namespace(self, name: str, **options: Any) -> RemoteNamespace:
-        if not options and type(name) is str:
+        """The namespace ``name`` under the server's policy for it.
+
+        ``options`` (the embedded store's per-namespace policy in code) are refused: on a
+        server, policy is the operator's, set in the server's configuration file, and no
+        request may change it (DESIGN.md, "Where policy lives")."""
+        if options:
+            _refuse_namespace_options(options)
+        if type(name) is str:
             ns = self._namespaces.get(name)
             if ns is not None:
                 return ns
         check_namespace_name(name, self._limits.max_namespace_len)
-        ns = RemoteNamespace(self, name, options or None)
-        if options:
-            self._t.call(_policy_call(ns._spec))  # the server validates the options now
-        else:
-            self._namespaces[name] = ns
+        ns = self._namespaces[name] = RemoteNamespace(self, name)
         return ns
 
     def namespaces(self) -> list[str]:
@@ -1744,11 +1755,11 @@ class RemoteStore:
 class AsyncRemoteNamespace:
     """Awaitable twin of :class:`RemoteNamespace`."""
 
-    def __init__(self, store: AsyncRemoteStore, name: str, options: dict[str, Any] | None) -> None:
+    def __init__(self, store: AsyncRemoteStore, name: str) -> None:
         self._store = store
         self._t = store._t
         self.name = name
-        self._spec = _NsSpec(name, store._limits, options)
+        self._spec = _NsSpec(name, store._limits)
 
     async def get(self, key: str) -> Item | None:
         return await self._t.call(_get_call(self._spec, key))
@@ -1779,9 +1790,10 @@ class AsyncRemoteNamespace:
         if_version: int | None = None,
         if_absent: bool = False,
         idempotency_key: str | None = None,
+        keep_ttl: bool = False,
     ) -> Item:
         return await self._t.call(
-            _put_call(self._spec, key, value, ttl, if_version, if_absent, idempotency_key)
+            _put_call(self._spec, key, value, ttl, if_version, if_absent, idempotency_key, keep_ttl)
         )
 
     async def put_many(
@@ -1819,8 +1831,9 @@ class AsyncRemoteTxNamespace:
         ttl: float | None = None,
         if_version: int | None = None,
         if_absent: bool = False,
+        keep_ttl: bool = False,
     ) -> None:
-        self._tx._buf.put(self.name, key, value, ttl, if_version, if_absent)
+        self._tx._buf.put(self.name, key, value, ttl, if_version, if_absent, keep_ttl)
 
     async def delete(self, key: str, *, if_version: int | None = None) -> None:
         self._tx._buf.delete(self.name, key, if_version)
@@ -1886,12 +1899,11 @@ class AsyncRemoteStore:
         return self._sync.config
 
     def namespace(self, name: str, **options: Any) -> AsyncRemoteNamespace:
+        """See :meth:`RemoteStore.namespace`: ``options`` are refused."""
         if not options and type(name) is str and name in self._namespaces:
             return self._namespaces[name]
         self._sync.namespace(name, **options)  # the same checks, synchronously
-        ans = AsyncRemoteNamespace(self, name, options or None)
-        if not options:
-            self._namespaces[name] = ans
+        ans = self._namespaces[name] = AsyncRemoteNamespace(self, name)
         return ans
 
     def transaction(self, *, idempotency_key: str | None = None) -> AsyncRemoteTransaction:

@@ -43,6 +43,10 @@ Why this shape:
   a string or NaN into null; a store that hands back something other than
   what it was given is worse than one that refuses, so anything that would not
   come back identical is an :class:`~clawstate.errors.InvalidRequest`.
+  Non-finite floats (NaN, ±infinity) are refused under *every* serializer:
+  msgpack could keep them, but the same value must read the same over every
+  transport, and a JSON reader (HTTP, the CLI, jsonb) would see ``null``.  The
+  check costs one float comparison in the walk below, which runs anyway.
 * **Failures are loud.**  A bad header, a failed authentication tag, an
   unknown kid or a corrupt compressed frame is an
   :class:`~clawstate.errors.IntegrityError`; decode never returns wrong data.
@@ -92,6 +96,7 @@ __all__ = [
     "CodecPolicy",
     "HeaderInfo",
     "is_encrypted",
+    "sealed_key_id",
 ]
 
 #: Format version written in byte 0 of every stored value.
@@ -227,10 +232,18 @@ def _decompressor() -> Any:
 class _Reject(Exception):
     """Internal: a value is not storable.  ``path`` is filled in while unwinding."""
 
-    def __init__(self, reason: str, culprit: object) -> None:
+    def __init__(self, reason: str, culprit: object, *, non_finite: bool = False) -> None:
         self.reason = reason
         self.culprit = culprit
+        self.non_finite = non_finite
         self.path: list[str] = []
+
+
+#: Why a value with NaN or an infinity is refused (see "Strict values" above).
+NON_FINITE_WHY: Final = (
+    "clawstate refuses NaN and infinities on every path, because JSON cannot carry them "
+    "(a JSON reader would get null); store None, a string or a sentinel instead"
+)
 
 
 def _type_name(obj: object) -> str:
@@ -250,11 +263,8 @@ def _problem(x: object, json: bool) -> str | None:
             return None
         return "is an integer outside the 64-bit range [-2**63, 2**64-1]"
     if tx is float:
-        if json and not -_INF < x < _INF:  # type: ignore[operator]
-            return (
-                f"is a non-finite float ({x!r}), which the json serializer cannot store; "
-                "use None or the msgpack serializer"
-            )
+        if not -_INF < x < _INF:  # type: ignore[operator]
+            raise _Reject(f"({x!r})", x, non_finite=True)
         return None
     if tx is bytes or tx is bytearray or tx is memoryview:
         if json:
@@ -297,7 +307,7 @@ def _walk(v: dict[Any, Any] | list[Any], json: bool, depth: int) -> None:
                 if _INT_MIN <= x <= _INT_MAX:
                     continue
             elif tx is float:
-                if not json or -_INF < x < _INF:
+                if -_INF < x < _INF:  # NaN fails both comparisons
                     continue
             elif tx is dict or tx is list:
                 _walk(x, json, depth + 1)
@@ -340,6 +350,10 @@ def _validate(value: object, json: bool) -> None:
     except _Reject as exc:
         steps = exc.path[::-1]
         where = "$" + "".join(steps) if len(steps) <= 12 else "$…" + "".join(steps[-12:])
+        if exc.non_finite:
+            raise InvalidRequest(
+                "value", f"value has a non-finite float at {where} {exc.reason}: {NON_FINITE_WHY}"
+            ) from None
         raise InvalidRequest("value", f"value at {where} {exc.reason}") from None
     except RecursionError:
         raise InvalidRequest("value", "value nests too deeply to store") from None
@@ -427,6 +441,7 @@ class Codec:
         "_keyring",
         "_level",
         "_max",
+        "_on_seal",
         "_policy",
         "_ser_flag",
         "_serialize",
@@ -438,7 +453,12 @@ class Codec:
         keyring: Keyring | None = None,
         *,
         max_value_bytes: int = 16 * 1024 * 1024,
+        on_seal: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_seal(kid)`` runs before every data key is wrapped under key ``kid``
+        (encode and :meth:`rewrap`): the store records there, durably, which key ids
+        its values need, *before* the first value sealed under a new one exists.  If
+        it raises, nothing is sealed."""
         if type(max_value_bytes) is not int or not 0 < max_value_bytes <= _MAX_VALUE_LIMIT:
             raise ConfigError(
                 "max_value_bytes",
@@ -448,6 +468,7 @@ class Codec:
             raise ConfigError("keyring", "the codec policy encrypts values but no keyring is set")
         self._policy = policy
         self._keyring = keyring
+        self._on_seal = on_seal
         self._max = max_value_bytes
         self._json = policy.serializer == "json"
         self._ser_flag = _SER_JSON if self._json else _SER_MSGPACK
@@ -480,8 +501,9 @@ class Codec:
         """The stored bytes for ``value`` (header + payload).
 
         Raises :class:`InvalidRequest` (field ``value``) for values that are not
-        JSON-compatible, that the json serializer cannot store exactly (NaN,
-        infinities, nested bytes), or whose serialized size exceeds
+        JSON-compatible, that contain NaN or an infinity (refused under every
+        serializer), that the json serializer cannot store exactly (nested
+        bytes), or whose serialized size exceeds
         ``max_value_bytes``.
         """
         t = type(value)
@@ -537,6 +559,8 @@ class Codec:
         """``(kid_raw, wrapped)`` for ``dek`` under the primary KEK."""
         assert self._keyring is not None
         kid = self._keyring.primary_id
+        if self._on_seal is not None:
+            self._on_seal(kid)
         kid_raw = kid.encode()
         wrapped = nonce + self._kek(kid).encrypt(nonce, dek, _DEK_AAD + kid_raw)
         return kid_raw, wrapped
@@ -706,6 +730,14 @@ class Codec:
             "kid": kid,
             "stored_bytes": len(data),
         }
+
+
+def sealed_key_id(data: bytes) -> str | None:
+    """The id of the key that wraps ``data``'s data key, or None when ``data`` is not
+    encrypted; :class:`IntegrityError` if the header is bad.  Reads only the header
+    (the store's one-time survey of values written before key ids were recorded)."""
+    flags = _parse_flags(data)
+    return _parse_encrypted(data, flags).kid if flags & _F_ENC else None
 
 
 def is_encrypted(data: bytes) -> bool:

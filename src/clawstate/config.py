@@ -22,6 +22,9 @@ Why it is built this way:
   in ``clawstate.toml`` resolves against the file's directory, so the same file means the
   same database whatever the working directory of the process; values from the
   environment or from arguments resolve against the working directory.
+* **The keyring follows the store.** With no ``[keyring] source``, the keyring is beside
+  the config file, else beside the SQLite file — never in the working directory, where a
+  ``cd`` would silently swap it for another (see :func:`_default_keyring`).
 
 Adding a namespace option (cache policy, backend routing…) takes two lines: a field on
 :class:`NamespacePolicy` and its check in ``_NAMESPACE_OPTIONS``.  TOML parsing,
@@ -668,6 +671,30 @@ def _resolve_keyring(source: str, base_dir: Path) -> str:
     return "file:" + _absolute(_keyring_path(source), base_dir).as_posix()
 
 
+def _default_keyring(url: str, config_dir: Path | None) -> str | None:
+    """Where a store keeps its keyring when none is configured: found from the store,
+    never from the working directory, so a ``cd`` cannot swap it for another.
+
+    Beside the config file (``<its dir>/.clawstate/keyring.json``) when the store's URL
+    comes from that file (or is the default beside it), else beside the SQLite file
+    (``<db dir>/keyring.json``; for the default URL that is ``.clawstate/keyring.json``
+    next to ``state.db``).  A PostgreSQL, Redis or memory
+    store without a config file has no directory of its own: None, and the store then
+    needs an explicit ``[keyring] source`` before it seals a value (a memory-only store
+    uses a keyring that lives and dies with the process, as its values do)."""
+    if config_dir is not None:
+        return "file:" + (config_dir / ".clawstate" / "keyring.json").as_posix()
+    parsed = _parse_url(url)
+    if parsed.scheme == "sqlite" and parsed.path is not None:
+        return "file:" + (Path(parsed.path).parent / "keyring.json").as_posix()
+    return None
+
+
+def _optional_keyring_check(value: object) -> str | None:
+    """``Config.keyring``: a source, or None for "none configured and no default place"."""
+    return None if value is None else _keyring_check(value)
+
+
 # --------------------------------------------------------------------------- records
 
 
@@ -772,7 +799,12 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     idempotency_window: float = 86400.0
     sweep_interval: float = 60.0
     changelog_retention: float = 7 * 86400.0
-    keyring: str = DEFAULT_KEYRING
+    #: the keyring source; None: none configured and the store has no place for one
+    #: (a server store without a config file; see ``_default_keyring``)
+    keyring: str | None = DEFAULT_KEYRING
+    #: ``[audit] keep_days`` / ``keep_records``: the audit log's retention (None: keep all)
+    audit_keep_days: float | None = None
+    audit_keep_records: int | None = None
     limits: Limits = msgspec.field(default_factory=Limits)
     namespaces: dict[str, NamespacePolicy] = msgspec.field(default_factory=dict)
     default_namespace: NamespacePolicy = msgspec.field(default_factory=NamespacePolicy)
@@ -836,6 +868,34 @@ _STORE_OPTIONS: Final[Mapping[str, _Check]] = {
 
 _KEYRING_OPTIONS: Final[Mapping[str, _Check]] = {"source": _keyring_check}
 
+
+def _optional(check: _Check) -> _Check:
+    """``check``, or None for an unset (``"off"``) value."""
+
+    def optional(value: object) -> Any:
+        return None if _off(value) else check(value)
+
+    return optional
+
+
+def _days_check(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise _Invalid(f"must be a number of days > 0, got {_show(value)}")
+    try:
+        days = float(value)
+    except ValueError:
+        raise _Invalid(f"must be a number of days > 0, got {_show(value)}") from None
+    if not (0 < days <= 36500):  # also refuses NaN and infinity
+        raise _Invalid(f"must be a number of days > 0 and <= 36500, got {_show(value)}")
+    return days
+
+
+#: ``[audit]``: the server audit log's retention (docs/server.md); unset keeps everything.
+_AUDIT_OPTIONS: Final[Mapping[str, _Check]] = {
+    "keep_days": _optional(_days_check),
+    "keep_records": _optional(_count_check(minimum=1)),
+}
+
 _LIMIT_OPTIONS: Final[Mapping[str, _Check]] = {
     "max_key_bytes": _size_check(
         minimum=1, maximum=MAX_KEY_BYTES, note=" (the fixed maximum; it may only be lowered)"
@@ -888,6 +948,7 @@ _TABLES: Final[Mapping[str, Mapping[str, _Check]]] = {
     "store": _STORE_OPTIONS,
     "keyring": _KEYRING_OPTIONS,
     "limits": _LIMIT_OPTIONS,
+    "audit": _AUDIT_OPTIONS,
 }
 _KNOWN_TABLES: Final = (*_TABLES, "namespaces", "backends")
 
@@ -895,7 +956,8 @@ _LIMIT_FIELDS: Final = {n: (_dotted("limits", n), c) for n, c in _LIMIT_OPTIONS.
 _POLICY_FIELDS: Final = {n: (f"NamespacePolicy.{n}", c) for n, c in _NAMESPACE_OPTIONS.items()}
 _CONFIG_FIELDS: Final = {
     **{n: (_dotted("store", n), c) for n, c in _STORE_OPTIONS.items()},
-    "keyring": ("keyring.source", _keyring_check),
+    "keyring": ("keyring.source", _optional_keyring_check),
+    **{f"audit_{n}": (_dotted("audit", n), c) for n, c in _AUDIT_OPTIONS.items()},
 }
 
 #: ``open()``/``load_config`` keyword arguments naming a plain option: (table, option).
@@ -1251,9 +1313,20 @@ def _build(layers: _Layers, anchor: Path, source: str | None) -> Config:
         values[option] = _coerce(_dotted("store", option), setting, _STORE_OPTIONS[option])
     url = layers.tables["store"].get("url", _Setting(DEFAULT_URL, "", anchor))
     values["url"] = _resolve_url(values.get("url", DEFAULT_URL), url.base_dir)
-    keyring = layers.tables["keyring"].get("source", _Setting(DEFAULT_KEYRING, "", anchor))
-    _coerce("keyring.source", keyring, _keyring_check)
-    values["keyring"] = _resolve_keyring(str(keyring.value), keyring.base_dir)
+    keyring = layers.tables["keyring"].get("source")
+    if keyring is None:
+        # The file anchors the keyring only for a store it names (its url, or the
+        # default beside it): a URL from the environment or an argument is found
+        # from itself, even when a ./clawstate.toml happens to be in the cwd.
+        from_file = source is not None and url.origin in ("", f" (in {source})")
+        values["keyring"] = _default_keyring(values["url"], anchor if from_file else None)
+    else:
+        _coerce("keyring.source", keyring, _keyring_check)
+        values["keyring"] = _resolve_keyring(str(keyring.value), keyring.base_dir)
+    for option, setting in layers.tables["audit"].items():
+        values[f"audit_{option}"] = _coerce(
+            _dotted("audit", option), setting, _AUDIT_OPTIONS[option]
+        )
 
     default = _build_policy(
         _DEFAULT_TABLE,
@@ -1331,7 +1404,9 @@ def load_config(
     and ``namespaces`` (a dict of option dicts, merged option by option; ``"*"`` is the
     default).  ``None`` means "not given".  Relative paths resolve against the file's
     directory when a file was read (for values from the file and for defaults), else
-    against the working directory.
+    against the working directory.  An unset keyring is found from the store, never the
+    working directory: beside the file, else beside the SQLite database, else None
+    (a server store without a file must be given one; see ``_default_keyring``).
 
     Raises :class:`ConfigError` naming the field (``namespaces.carts.serializer``), or
     ``config`` for a missing or unparsable file.

@@ -26,6 +26,13 @@ unreadable.  Key material never appears in an exception message or a repr.
 
 **Never delete a key from the ring** while values wrapped under it may
 exist; rotate, re-wrap (``Codec.rewrap``), and only then retire it.
+
+A store never lets ``from_source(create=True)`` stand in for a keyring it lost:
+each backend records the kids its values are sealed under, a store whose keyring
+lacks one of them does not open, and a new file is only made for a store that
+records none (:class:`clawstate.store.Store`, docs/configuration.md "The keyring
+belongs to the store").  Where the file is when no source is configured is
+decided by the configuration, from the store, never the working directory.
 """
 
 from __future__ import annotations

@@ -25,12 +25,27 @@ def _ack(fd: int, doc: dict[str, object]) -> None:
     os.write(fd, (json.dumps(doc) + "\n").encode())
 
 
+def put_key(cycle: int, i: int) -> str:
+    """The key of cycle ``cycle``'s ``i``-th put (the parent derives keys the same way)."""
+    return f"p-{cycle}-{i}"
+
+
+def put_value(cycle: int, i: int) -> dict[str, object]:
+    """The value of that put, so the parent can check values, not just keys."""
+    return {"cycle": cycle, "i": i, "pad": "x" * (i % 300)}
+
+
+def tx_id(cycle: int, i: int) -> str:
+    """The id of cycle ``cycle``'s ``i``-th transaction."""
+    return f"t-{cycle}-{i}"
+
+
 def puts(store: clawstate.Store, cycle: int, fd: int) -> None:
     ns = store.namespace("puts")
     i = 0
     while True:
-        key = f"p-{cycle}-{i}"
-        item = ns.put(key, {"cycle": cycle, "i": i, "pad": "x" * (i % 300)})
+        key = put_key(cycle, i)
+        item = ns.put(key, put_value(cycle, i))
         _ack(fd, {"op": "put", "key": key, "version": item.version, "i": i})
         i += 1
 
@@ -52,7 +67,7 @@ def cas(store: clawstate.Store, fd: int) -> None:
 def transactions(store: clawstate.Store, cycle: int, fd: int) -> None:
     i = 0
     while True:
-        tid = f"t-{cycle}-{i}"
+        tid = tx_id(cycle, i)
         with store.transaction() as tx:
             tx.namespace("tx-a").put(tid, {"tid": tid})
             tx.namespace("tx-b").put(tid, {"tid": tid})

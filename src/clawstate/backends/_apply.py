@@ -15,11 +15,30 @@ The event operations are a separate protocol so that backends without an event
 store need not implement them; :func:`apply_unit` only calls them for units
 that carry events, which the facade sends only to backends whose
 ``capabilities.events`` is True.
+
+Versions never repeat across a key's incarnations (no ABA).  A version check
+(``if_version``) compares numbers, so if a key deleted at version 3 were re-created
+at version 1, a client holding version 1 or 2 of the *old* incarnation would win a
+compare-and-set against the new one.  Hence: a put over a stored-but-expired row
+continues at that row's version + 1; every removal of a row (a delete here, the
+sweep's purge of expired rows in each backend) raises its namespace's durable
+*version floor* to the removed version, in the same transaction; and a key
+created where no row is stored starts at ``floor + 1``.  A namespace that never
+removed a key has floor 0, so its keys start at 1.  The floor is per namespace —
+not per key (it would have to outlive the key, so it would grow without bound) and
+not store-wide (a tenant would then see other namespaces' deletes in its version
+numbers).
+
+Idempotency records are scoped by what the unit writes (:func:`idempotency_scope`):
+the same idempotency key used for writes to another set of namespaces (or event
+streams) is another request, so a caller neither sees nor blocks records made in
+namespaces it cannot see.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, cast
+import hashlib
+from typing import TYPE_CHECKING, Protocol, cast
 
 import msgspec
 
@@ -38,6 +57,9 @@ from .base import (
     WriteUnit,
 )
 
+if TYPE_CHECKING:
+    from ..events.backend import EventRow
+
 __all__ = [
     "EventRowAccess",
     "Row",
@@ -46,6 +68,7 @@ __all__ = [
     "decode_outcomes",
     "encode_outcomes",
     "expected_name",
+    "idempotency_scope",
 ]
 
 
@@ -84,13 +107,23 @@ class RowAccess(Protocol):
         now: float,
         expires_at: float | None,
     ) -> tuple[int, float, int]:
-        """Insert, or overwrite bumping the version — restarting at 1 (and resetting
-        ``created_at`` to ``now``) when the stored row has expired — under the next
-        seq; return ``(version, created_at, seq)``.  Equivalent to ``next_seq`` +
-        ``read`` + ``upsert``, but one statement on SQL engines (the hot path)."""
+        """Insert at the namespace's version floor + 1, or overwrite bumping the
+        version (continuing at the stored version + 1 even when the stored row has
+        expired; ``created_at`` then resets to ``now``) under the next seq; return
+        ``(version, created_at, seq)``.  Equivalent to ``next_seq`` + ``read`` +
+        ``version_floor`` + ``upsert``, but one statement on SQL engines (the hot
+        path)."""
         ...
 
     def delete(self, namespace: str, key: str) -> None: ...
+
+    def version_floor(self, namespace: str) -> int:
+        """The highest version any removed key of ``namespace`` had (0: none)."""
+        ...
+
+    def raise_floor(self, namespace: str, version: int) -> None:
+        """Make the namespace's floor at least ``version``, in this transaction."""
+        ...
 
     def rewrite(self, namespace: str, key: str, value: bytes) -> None: ...
 
@@ -148,8 +181,9 @@ class EventRowAccess(Protocol):
         for a single event (the hot path)."""
         ...
 
-    def event_find(self, event_id: str) -> tuple[str, int, int] | None:
-        """``(stream, version, position)`` of the stored event with this id."""
+    def event_find(self, event_id: str) -> EventRow | None:
+        """The stored (or staged) event with this id, content included: a retried
+        append is recognised by it."""
         ...
 
     def stream_meta_get(self, stream: str) -> StreamMeta | None: ...
@@ -169,6 +203,24 @@ def decode_outcomes(data: bytes) -> list[Outcome]:
     return _outcomes_decoder.decode(data)
 
 
+def idempotency_scope(unit: WriteUnit) -> str | None:
+    """The key an idempotency record of ``unit`` is stored under (None: no key).
+
+    The caller's key qualified by the sorted namespaces the unit writes and the
+    sorted streams it appends to: the same key sent for another namespace is another
+    request, and nothing about records of other namespaces (that the key was used,
+    for what) reaches a caller.  The scope is hashed (names may be long and hold any
+    character but NUL), the caller's key kept readable after it.
+    """
+    idem = unit.idempotency_key
+    if idem is None:
+        return None
+    scope = msgspec.msgpack.encode(
+        [sorted({w.namespace for w in unit.writes}), sorted({ew.stream for ew in unit.events})]
+    )
+    return hashlib.blake2b(scope, digest_size=16).hexdigest() + ":" + idem
+
+
 def apply_unit(rows: RowAccess, unit: WriteUnit) -> list[Outcome]:
     """Apply ``unit`` through ``rows``; raise before returning if any check fails.
 
@@ -177,14 +229,14 @@ def apply_unit(rows: RowAccess, unit: WriteUnit) -> list[Outcome]:
     failed check can follow an earlier write's change.
     """
     now = unit.now
-    idem = unit.idempotency_key
+    idem = idempotency_scope(unit)
     if idem is not None:
         found = rows.idempotency_get(idem)
         if found is not None and found[2] > now:
             if found[0] != unit.fingerprint:
                 raise InvalidRequest(
                     "idempotency_key",
-                    f"{idem!r} was already used for a different request",
+                    f"{unit.idempotency_key!r} was already used for a different request",
                 )
             return decode_outcomes(found[1])
     outcomes: list[Outcome] = []
@@ -193,8 +245,9 @@ def apply_unit(rows: RowAccess, unit: WriteUnit) -> list[Outcome]:
         op = w.op
         if op == OP_PUT:
             assert w.value is not None
-            if w.if_version is None and not w.if_absent:
-                version, created, seq = rows.put_unconditional(ns, key, w.value, now, w.expires_at)
+            expires = w.expires_at
+            if w.if_version is None and not w.if_absent and not w.keep_ttl:
+                version, created, seq = rows.put_unconditional(ns, key, w.value, now, expires)
             else:
                 row = rows.read(ns, key)
                 live = (
@@ -209,17 +262,17 @@ def apply_unit(rows: RowAccess, unit: WriteUnit) -> list[Outcome]:
                         key, w.if_version, None if live is None else live.version, namespace=ns
                     )
                 seq = rows.next_seq()
-                if live is None:
-                    version, created = 1, now
-                else:
+                if live is not None:
                     version, created = live.version + 1, live.created_at
-                rows.upsert(
-                    ns, key, w.value, version, seq, created, now, w.expires_at, row is not None
-                )
+                    if w.keep_ttl:
+                        expires = live.expires_at
+                elif row is not None:  # expired, not yet swept: a new incarnation
+                    version, created = row.version + 1, now
+                else:
+                    version, created = rows.version_floor(ns) + 1, now
+                rows.upsert(ns, key, w.value, version, seq, created, now, expires, row is not None)
             rows.log(seq, ns, key, OP_PUT, version, now, w.value if w.log_value else None)
-            outcomes.append(
-                Outcome(ns, key, OP_PUT, True, version, seq, created, now, w.expires_at)
-            )
+            outcomes.append(Outcome(ns, key, OP_PUT, True, version, seq, created, now, expires))
             continue
         row = rows.read(ns, key)
         live = row if row is not None and (row.expires_at is None or row.expires_at > now) else None
@@ -233,6 +286,7 @@ def apply_unit(rows: RowAccess, unit: WriteUnit) -> list[Outcome]:
                 continue
             seq = rows.next_seq()
             rows.delete(ns, key)
+            rows.raise_floor(ns, live.version)
             rows.log(seq, ns, key, OP_DELETE, live.version, now, None)
             outcomes.append(
                 Outcome(ns, key, OP_DELETE, True, live.version, seq, live.created_at, now, None)
@@ -302,12 +356,13 @@ def _append(rows: EventRowAccess, ew: EventWrite, now: float) -> Outcome:
             if replay is not None:
                 return replay
             for i, ev in enumerate(events):
-                taken = rows.event_find(ev.id)
-                if taken is not None:
+                if rows.event_find(ev.id) is not None:
+                    # Never say where: the other event's stream may be one the caller
+                    # cannot read, and its name or version would leak through here.
                     raise InvalidRequest(
                         f"events[{i}].id",
-                        f"{ev.id} is already the id of event {taken[1]} of stream "
-                        f"{taken[0]!r}; event ids are unique across the store",
+                        f"{ev.id} is already the id of another event; event ids are unique "
+                        "across the store",
                     )
             raise InvalidRequest("events", "an event id is already used")  # pragma: no cover
         version = current + len(events)
@@ -321,25 +376,71 @@ def _append(rows: EventRowAccess, ew: EventWrite, now: float) -> Outcome:
     return Outcome("", stream, OP_APPEND, True, version, position, now, now, None)
 
 
-def _replay(rows: EventRowAccess, ew: EventWrite, now: float) -> Outcome | None:
-    """The first append's outcome if ``ew`` repeats it (same ids, same stream, in order).
+def admits(expected: int, first_version: int) -> bool:
+    """Whether an append with ``expected`` could have put its first event at
+    ``first_version``: what "the same expected version" means for a retry.
 
-    None when the first id is unknown or belongs to another stream; a retry that
-    matches only partly is refused, since applying "the rest" would reorder history.
+    The first append's expected version is not stored; where its events landed is.
+    A retry replays when its own expected version admits that place — the exact
+    version before it (``no_stream``: 1 is the first), ``stream_exists`` (not the
+    first event), or ``any`` — and is refused otherwise, since it asked for
+    another append (the loser of a save race, not a retry).
+    """
+    if expected == EXPECT_ANY:
+        return True
+    if expected == EXPECT_EXISTS:
+        return first_version > 1
+    return expected == first_version - 1
+
+
+def _same_event(row: EventRow, ev: EventRecord) -> bool:
+    """The stored event has exactly the content being appended (the JSON text the
+    facade encodes deterministically, so equal values give equal text)."""
+    return (
+        row[4] == ev.type
+        and row[6] == ev.data
+        and row[7] == ev.metadata
+        and row[5] == ev.schema_version
+    )
+
+
+def _replay(rows: EventRowAccess, ew: EventWrite, now: float) -> Outcome | None:
+    """The first append's outcome if ``ew`` repeats it: same ids, same stream, in
+    order, same content, and an expected version that admits where it landed.
+
+    None when the first id is unknown or belongs to another stream.  A retry that
+    matches only partly is refused, since applying "the rest" would reorder history;
+    so is one whose content or expected version differs (:class:`InvalidRequest`,
+    as for an idempotency key reused for another request): telling it "done" would
+    tell the loser of a save race that it won.
     """
     if not ew.events:
         return None
     head = rows.event_find(ew.events[0].id)
-    if head is None or head[0] != ew.stream:
+    if head is None or head[1] != ew.stream:
         return None
+    first = head[2]
+    if not admits(ew.expected, first):
+        raise InvalidRequest(
+            "expected_version",
+            f"events[0] ({ew.events[0].id}) was appended as event {first} of this stream, "
+            f"which expected_version {expected_name(ew.expected)!r} does not admit: this is "
+            "not a retry of that append",
+        )
     last = head
-    for i, ev in enumerate(ew.events[1:], 1):
-        ref = rows.event_find(ev.id)
-        if ref is None or ref[0] != ew.stream or ref[1] != head[1] + i:
+    for i, ev in enumerate(ew.events):
+        ref = head if i == 0 else rows.event_find(ev.id)
+        if ref is None or ref[1] != ew.stream or ref[2] != first + i:
             raise InvalidRequest(
                 f"events[{i}].id",
-                f"events[0] repeats event {head[1]} of stream {ew.stream!r} but events[{i}] "
-                "does not repeat the next one: a retried append must resend the same events",
+                f"events[0] repeats event {first} of this stream but events[{i}] does not "
+                "repeat the next one: a retried append must resend the same events",
+            )
+        if not _same_event(ref, ev):
+            raise InvalidRequest(
+                f"events[{i}]",
+                f"{ev.id} was already appended with another type, data, metadata or "
+                "schema_version: a retried append must resend the same events",
             )
         last = ref
-    return Outcome("", ew.stream, OP_APPEND, False, last[1], last[2], now, now, None)
+    return Outcome("", ew.stream, OP_APPEND, False, last[2], last[0], now, now, None)

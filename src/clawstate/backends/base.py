@@ -15,6 +15,14 @@ records.  What a backend must guarantee:
   watcher reading ``changes(after_seq)`` never skips a change.
 * expired items are invisible to every read as soon as ``expires_at <= now``,
   whether or not the sweep has purged them yet.
+* a key's versions never repeat across its incarnations, so a version check can
+  never succeed against another incarnation (ABA): a put over an expired row
+  continues at its version + 1, and every removal (delete, sweep) raises its
+  namespace's *version floor* to the removed version in the same transaction; a key
+  created where no row is stored starts at that floor + 1 (see
+  :mod:`clawstate.backends._apply`).  Every shipped backend also answers
+  ``version_state(namespace, key) -> (stored row's version or None, floor)``, which
+  the write-back cache predicts versions from (optional for other backends).
 
 Backends whose ``capabilities.events`` is True also keep the event store: a
 unit's ``events`` (:class:`EventWrite`) commit in the same transaction as its
@@ -27,7 +35,7 @@ Every backend runs the conformance suite in :mod:`clawstate.testing`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
@@ -77,7 +85,10 @@ class Write(msgspec.Struct, frozen=True, gc=False, array_like=True):
 
     ``if_version`` demands the live item has that version; ``if_absent`` demands
     there is no live item.  For ``OP_REWRAP`` ``if_version`` and ``seq`` pin the
-    exact stored row being re-encoded.
+    exact stored row being re-encoded.  ``keep_ttl`` (a put) keeps the live item's
+    ``expires_at`` instead of ``expires_at`` (which is then None); with no live item
+    the put has no expiry.  It is decided inside the write's transaction, so no
+    concurrent write can slip between reading the old expiry and keeping it.
     """
 
     namespace: str
@@ -89,6 +100,7 @@ class Write(msgspec.Struct, frozen=True, gc=False, array_like=True):
     if_absent: bool = False
     log_value: bool = False
     seq: int | None = None
+    keep_ttl: bool = False
 
 
 #: ``EventWrite.expected`` codes; a value >= 0 demands exactly that version (0: no events).
@@ -268,6 +280,19 @@ class Backend(Protocol):
     def iter_items(self, namespace: str) -> Iterator[StoredItem]:
         """Every stored item of ``namespace``, expired or not, in key order
         (for maintenance: key rotation, check, backup)."""
+        ...
+
+    def key_ids(self) -> set[str] | None:
+        """The keyring key ids recorded as sealing values here, or None when the
+        record was never completed (a store written by a clawstate that did not
+        record them: the facade then surveys the values once).  The facade refuses
+        to open a store whose keyring lacks one of them (docs/configuration.md)."""
+        ...
+
+    def record_key_ids(self, kids: Iterable[str]) -> None:
+        """Durably add ``kids`` to the record and mark it complete; idempotent.
+        Committed before it returns: the facade calls it *before* the first value
+        sealed under a new key id is written."""
         ...
 
     def close(self) -> None: ...

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ClawStateError
@@ -63,6 +63,7 @@ class _Overlay(MemoryEventRows):
         self.rewrites: dict[tuple[str, str], bytes] = {}
         self.log_rows: list[tuple[Change, bytes | None]] = []
         self.idem: dict[str, tuple[bytes, bytes, float]] = {}
+        self.floors: dict[str, int] = {}
         self.seq = backend._seq
 
     def _current(self, namespace: str, key: str) -> StoredItem | None:
@@ -102,8 +103,10 @@ class _Overlay(MemoryEventRows):
     ) -> tuple[int, float, int]:
         seq = self.next_seq()
         it = self._current(namespace, key)
-        if it is None or (it.expires_at is not None and it.expires_at <= now):
-            version, created = 1, now
+        if it is None:
+            version, created = self.version_floor(namespace) + 1, now
+        elif it.expires_at is not None and it.expires_at <= now:
+            version, created = it.version + 1, now  # a new incarnation, never an old version
         else:
             version, created = it.version + 1, it.created_at
         self.upsert(namespace, key, value, version, seq, created, now, expires_at, it is not None)
@@ -111,6 +114,13 @@ class _Overlay(MemoryEventRows):
 
     def delete(self, namespace: str, key: str) -> None:
         self.staged[(namespace, key)] = None
+
+    def version_floor(self, namespace: str) -> int:
+        return max(self.floors.get(namespace, 0), self.backend._floors.get(namespace, 0))
+
+    def raise_floor(self, namespace: str, version: int) -> None:
+        if version > self.version_floor(namespace):
+            self.floors[namespace] = version
 
     def rewrite(self, namespace: str, key: str, value: bytes) -> None:
         it = self._current(namespace, key)
@@ -161,9 +171,13 @@ class MemoryBackend(MemoryEventLog):
         self._data: dict[str, _Namespace] = {}
         self._changes: list[Change] = []
         self._idem: dict[str, tuple[bytes, bytes, float]] = {}
+        #: per namespace, the highest version a removed key had (see _apply: no ABA)
+        self._floors: dict[str, int] = {}
         self._seq = 0
         self._closed = False
         self._events = MemoryEvents()
+        #: key ids sealing values here (Store refuses to open without them)
+        self._key_ids: set[str] = set()
 
     # -- writes ----------------------------------------------------------------------
 
@@ -194,6 +208,7 @@ class MemoryBackend(MemoryEventLog):
                 ns.items[key] = item
         self._changes.extend(change for change, _ in overlay.log_rows)
         self._idem.update(overlay.idem)
+        self._floors.update(overlay.floors)  # staged floors only ever rise
         self._seq = overlay.seq
         if overlay.event_stage is not None:
             self._events.commit(overlay.event_stage)
@@ -304,6 +319,8 @@ class MemoryBackend(MemoryEventLog):
                 for key in [k for k, it in ns.items.items() if self._live(it, now) is None]:
                     item = ns.items.pop(key)
                     ns.keys.remove(key)
+                    if item.version > self._floors.get(namespace, 0):
+                        self._floors[namespace] = item.version
                     self._seq += 1
                     self._changes.append(
                         Change(self._seq, namespace, key, "expire", item.version, now)
@@ -330,6 +347,26 @@ class MemoryBackend(MemoryEventLog):
         with self._lock:
             return sorted(self._data)
 
+    def version_state(self, namespace: str, key: str) -> tuple[int | None, int]:
+        """``(the stored row's version — live or expired, not yet swept — or None, the
+        namespace's version floor)``: what a put of ``key`` goes on from (see _apply:
+        no ABA).  The write-back cache predicts new versions from it."""
+        with self._lock:
+            ns = self._data.get(namespace)
+            it = None if ns is None else ns.items.get(key)
+            return (None if it is None else it.version), self._floors.get(namespace, 0)
+
+    # -- key ids (docs/configuration.md: the keyring belongs to the store) ------------
+
+    def key_ids(self) -> set[str]:
+        """The key ids recorded for this store's values (a new store has none)."""
+        with self._lock:
+            return set(self._key_ids)
+
+    def record_key_ids(self, kids: Iterable[str]) -> None:
+        with self._lock:
+            self._key_ids.update(kids)
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -355,8 +392,29 @@ class MemoryBackend(MemoryEventLog):
             by_seq = {c.seq: c for c in self._changes}
             first = self._changes[0].seq if self._changes else self._seq + 1
             seqs = [c.seq for c in self._changes]
-            if seqs != sorted(seqs) or len(set(seqs)) != len(seqs):
-                problems.append("change log is not strictly increasing")
+            if seqs != list(range(first, first + len(seqs))):
+                problems.append("change log is not a gap-free run of increasing seqs")
+            # The reverse direction: each key's newest retained row is what the items
+            # hold (a put: that very seq and version; a delete or expire: no item).
+            newest = {(c.namespace, c.key): c for c in self._changes}
+            for (name, key), last in newest.items():
+                held = self._data[name].items.get(key) if name in self._data else None
+                if last.op == OP_NAMES[OP_PUT]:
+                    if held is None:
+                        problems.append(
+                            f"{name}/{key}: last written by a put in the change log but has "
+                            "no item (and no later delete or expire)"
+                        )
+                    elif (held.seq, held.version) != (last.seq, last.version):
+                        problems.append(
+                            f"{name}/{key}: differs from its newest change-log row (log: seq "
+                            f"{last.seq} v{last.version}, item: seq {held.seq} "
+                            f"v{held.version})"
+                        )
+                elif held is not None:
+                    problems.append(
+                        f"{name}/{key}: exists although its newest change-log row is a {last.op}"
+                    )
             for name, ns in self._data.items():
                 if ns.keys != sorted(ns.items, key=_utf8_key):
                     problems.append(f"{name}: key index out of step with items")

@@ -110,7 +110,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import msgspec
@@ -130,7 +130,7 @@ from ..errors import (
 from ..events import _postgres as _events
 from ..query import MAX_PATH_SEGMENTS, And, Compare, Eq, Filter, In, Or, run_query
 from ..types import Change
-from ._apply import Row, apply_unit
+from ._apply import Row, apply_unit, idempotency_scope
 from ._group_commit import GroupCommitter
 from ._keyorder import prefix_upper_bound
 from .base import (
@@ -231,20 +231,44 @@ _MIGRATIONS: Final[list[list[str]]] = [
         "ANALYZE {s}.head",
     ],
     _events.MIGRATION,
+    [
+        # Per namespace, the highest version a removed key had (no ABA, see _apply);
+        # started from what the retained change log remembers of deletes and expiries.
+        """CREATE TABLE IF NOT EXISTS {s}.version_floors (
+            ns integer PRIMARY KEY,
+            floor bigint NOT NULL)""",
+        # The seq of the last commit that raised a floor (see _FIRST_VERSION).
+        "ALTER TABLE {s}.head ADD COLUMN IF NOT EXISTS floor_seq bigint NOT NULL DEFAULT 0",
+        "INSERT INTO {s}.version_floors AS f (ns, floor) "
+        "SELECT ns, MAX(version) FROM {s}.changes WHERE op IN (1, 2) GROUP BY ns "
+        "ON CONFLICT (ns) DO UPDATE SET floor = GREATEST(f.floor, excluded.floor)",
+    ],
 ]
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
 # -- SQL (``{s}`` is replaced by the quoted schema at start-up) ---------------------------
 
 _EXPIRED: Final = "i.expires_at IS NOT NULL AND i.expires_at <= excluded.updated_at"
+#: An overwrite bumps the version — over an expired row too (a new incarnation:
+#: ``created_at`` restarts, the version goes on), so versions never repeat (no ABA).
 _ON_CONFLICT: Final = f"""
     ON CONFLICT (ns, key) DO UPDATE SET
         value = excluded.value, doc = excluded.doc, opaque = excluded.opaque,
         seq = excluded.seq, updated_at = excluded.updated_at,
         expires_at = excluded.expires_at,
-        version = CASE WHEN {_EXPIRED} THEN 1 ELSE i.version + 1 END,
+        version = i.version + 1,
         created_at = CASE WHEN {_EXPIRED} THEN excluded.created_at ELSE i.created_at END
     RETURNING i.seq, i.version, i.created_at"""
+#: The version a key gets where no row is stored: its namespace's version floor + 1
+#: (the highest version a removed key had; see _apply).  The floor is read in the
+#: statement's snapshot, taken *before* it waited for the head's row lock, so a
+#: delete committed meanwhile may have raised it unseen.  The head, re-read after
+#: the wait, says so: ``floor_seq`` (the seq of the last commit that raised a floor)
+#: is then beyond the head the snapshot saw.  In that (rare) case the key starts at
+#: its own seq instead — above every version ever given out, since a version never
+#: exceeds the seq of the write that set it.  ``{row_seq}`` and ``{ns}`` are SQL.
+_FIRST_VERSION: Final = """CASE WHEN h.floor_seq > (SELECT seq FROM {{s}}.head) THEN {row_seq}
+    ELSE COALESCE((SELECT f.floor FROM {{s}}.version_floors f WHERE f.ns = {ns}), 0) + 1 END"""
 
 #: One plain put as one autocommit statement: take the log head (the row lock that
 #: orders every write transaction of the schema; after waiting for it, READ COMMITTED
@@ -253,12 +277,13 @@ _ON_CONFLICT: Final = f"""
 #: put_unconditional — append its change-log row, and queue the NOTIFY that COMMIT
 #: delivers.  Named parameters: ns, key, value, doc, opaque, now, exp, logv, chan.
 _PUT_ONE: Final = f"""
-WITH h AS (UPDATE {{s}}.head SET seq = seq + 1 WHERE one RETURNING seq),
+WITH h AS (UPDATE {{s}}.head SET seq = seq + 1 WHERE one RETURNING seq, floor_seq),
 up AS (
     INSERT INTO {{s}}.items AS i
         (ns, key, value, doc, opaque, version, seq, created_at, updated_at, expires_at)
     SELECT %(ns)b::int, %(key)b::text, %(value)b::bytea, %(doc)b::text::jsonb,
-           %(opaque)b::int2, 1, h.seq, %(now)b::float8, %(now)b::float8, %(exp)b::float8
+           %(opaque)b::int2, {_FIRST_VERSION.format(row_seq="h.seq", ns="%(ns)b::int")},
+           h.seq, %(now)b::float8, %(now)b::float8, %(exp)b::float8
     FROM h{_ON_CONFLICT}
 ), lg AS (
     INSERT INTO {{s}}.changes (seq, ns, key, op, version, ts, value)
@@ -278,13 +303,15 @@ WITH t AS (
                          %b::float8[], %b::float8[], %b::bool[])
         WITH ORDINALITY AS t(ns, key, value, doc, opaque, now, expires_at, log_value, ord)
 ), h AS (
-    UPDATE {{s}}.head SET seq = seq + %b::int8 WHERE one RETURNING seq - %b::int8 AS base, seq
+    UPDATE {{s}}.head SET seq = seq + %b::int8 WHERE one
+    RETURNING seq - %b::int8 AS base, seq, floor_seq
 ),
 up AS (
     INSERT INTO {{s}}.items AS i
         (ns, key, value, doc, opaque, version, seq, created_at, updated_at, expires_at)
-    SELECT t.ns, t.key, t.value, t.doc::jsonb, t.opaque, 1, h.base + t.ord, t.now, t.now,
-           t.expires_at
+    SELECT t.ns, t.key, t.value, t.doc::jsonb, t.opaque,
+           {_FIRST_VERSION.format(row_seq="h.base + t.ord", ns="t.ns")},
+           h.base + t.ord, t.now, t.now, t.expires_at
     FROM t CROSS JOIN h{_ON_CONFLICT}
 ), lg AS (
     INSERT INTO {{s}}.changes (seq, ns, key, op, version, ts, value)
@@ -314,6 +341,16 @@ FROM unnest(%b::text[], %b::text[]) AS t(name, key)
 JOIN {s}.namespaces n ON n.name = t.name
 JOIN {s}.items i ON i.ns = n.id AND i.key = t.key
 """
+_PREFETCH_FLOORS: Final = """
+SELECT n.name, f.floor FROM {s}.namespaces n JOIN {s}.version_floors f ON f.ns = n.id
+WHERE n.name = ANY(%b::text[])
+"""
+_RAISE_FLOORS: Final = """
+INSERT INTO {s}.version_floors AS f (ns, floor)
+SELECT * FROM unnest(%b::int[], %b::int8[])
+ON CONFLICT (ns) DO UPDATE SET floor = GREATEST(f.floor, excluded.floor)
+"""
+_SET_FLOOR_SEQ: Final = "UPDATE {s}.head SET floor_seq = %b WHERE one"
 _PREFETCH_IDEM: Final = (
     "SELECT key, fingerprint, result, expires_at FROM {s}.idempotency WHERE key = ANY(%b::text[])"
 )
@@ -365,20 +402,30 @@ WITH victims AS (
     INSERT INTO {{s}}.changes (seq, ns, key, op, version, ts)
     SELECT %(base)s + n, ns, key, {OP_EXPIRE}, version, %(now)s FROM numbered
     RETURNING seq
+), floors AS (
+    INSERT INTO {{s}}.version_floors AS f (ns, floor)
+    SELECT ns, MAX(version) FROM gone GROUP BY ns
+    ON CONFLICT (ns) DO UPDATE SET floor = GREATEST(f.floor, excluded.floor)
 ), h AS (
-    UPDATE {{s}}.head SET seq = %(base)s + (SELECT count(*) FROM numbered) WHERE one
+    UPDATE {{s}}.head SET seq = %(base)s + (SELECT count(*) FROM numbered),
+        floor_seq = CASE WHEN EXISTS (SELECT 1 FROM gone)
+                         THEN %(base)s + (SELECT count(*) FROM numbered) ELSE floor_seq END
+    WHERE one
     RETURNING seq
 )
 SELECT (SELECT count(*) FROM logged), (SELECT seq FROM h)
 """
 _SWEEP_IDEM: Final = "DELETE FROM {s}.idempotency WHERE expires_at <= %s"
-# Changes are in seq order and (nearly) in ts order: trim from the front, always
-# keeping the newest row so that MAX(seq) — and so seq numbering — never goes back.
+# Changes are in seq order and only nearly in ts order (clocks of several processes):
+# trim the prefix before the first row young enough to keep, so the retained log stays
+# gap-free (followers and check() rely on it), always keeping the newest row so that
+# MAX(seq) — and so seq numbering — never goes back.  LEAST skips the NULLs of an
+# empty log.
 _SWEEP_TRIM: Final = """
-DELETE FROM {s}.changes WHERE seq IN (
-    SELECT seq FROM {s}.changes
-    WHERE seq < (SELECT MAX(seq) FROM {s}.changes) AND ts < %s
-    ORDER BY seq LIMIT 50000)
+DELETE FROM {s}.changes WHERE seq < LEAST(
+    (SELECT seq FROM {s}.changes WHERE ts >= %s ORDER BY seq LIMIT 1),
+    (SELECT MAX(seq) FROM {s}.changes),
+    (SELECT MIN(seq) FROM {s}.changes) + 50000)
 """
 
 # -- query compilation -------------------------------------------------------------------
@@ -669,7 +716,8 @@ class _Job:
             unit.idempotency_key is None
             and not unit.events  # event appends take their own path or the general one
             and all(
-                w.op == OP_PUT and w.if_version is None and not w.if_absent for w in unit.writes
+                w.op == OP_PUT and w.if_version is None and not w.if_absent and not w.keep_ttl
+                for w in unit.writes
             )
         )
         #: appends only (no metadata, deletes, state writes or idempotency key): the
@@ -706,8 +754,13 @@ class _Rows(_events.PostgresEventRows):
         conn: psycopg.Connection[Any],
         pos: int = 0,
         events: _events.EventPrefetch | None = None,
+        floors: dict[str, int] | None = None,
     ) -> None:
         self.backend = backend
+        #: version floors by namespace name: prefetched for the batch's namespaces,
+        #: then raised by its deletes (written at flush)
+        self.floors: dict[str, int] = floors if floors is not None else {}
+        self.floors_new: dict[str, int] = {}
         self._s = backend._s
         self._ev_init(events if events is not None else _events.EventPrefetch(), pos)
         self.ns_ids = ns_ids
@@ -742,6 +795,11 @@ class _Rows(_events.PostgresEventRows):
                     self.rows[key] = before
                 if not was_dirty:
                     self.dirty.discard(key)
+            elif kind == "floor":
+                if before is _MISSING:
+                    self.floors_new.pop(key, None)
+                else:
+                    self.floors_new[key] = before
             elif kind != "idem":
                 self._ev_undo_entry(kind, key, before)
             elif before is _MISSING:
@@ -814,8 +872,10 @@ class _Rows(_events.PostgresEventRows):
     ) -> tuple[int, float, int]:
         seq = self.next_seq()
         r = self._current(namespace, key)
-        if r is None or (r[4] is not None and r[4] <= now):
-            version, created = 1, now
+        if r is None:
+            version, created = self.version_floor(namespace) + 1, now
+        elif r[4] is not None and r[4] <= now:
+            version, created = r[0] + 1, now  # a new incarnation, never an old version
         else:
             version, created = r[0] + 1, r[2]
         self.upsert(namespace, key, value, version, seq, created, now, expires_at, r is not None)
@@ -823,6 +883,32 @@ class _Rows(_events.PostgresEventRows):
 
     def delete(self, namespace: str, key: str) -> None:
         self._set((namespace, key), None)
+
+    def version_floor(self, namespace: str) -> int:
+        staged = self.floors_new.get(namespace)
+        if staged is not None:
+            return staged
+        found = self.floors.get(namespace)
+        if found is None:
+            # Not prefetched (cannot happen for a unit's own writes): read it; the head
+            # is held, so this statement's snapshot is current.
+            nid = self.ns_ids.get(namespace)
+            r = (
+                None
+                if nid is None
+                else self.conn.execute(
+                    f"SELECT floor FROM {self._s}.version_floors WHERE ns = %s", (nid,)
+                ).fetchone()
+            )
+            found = self.floors[namespace] = 0 if r is None else int(r[0])
+        return found
+
+    def raise_floor(self, namespace: str, version: int) -> None:
+        if version > self.version_floor(namespace):
+            self._journal.append(
+                ("floor", namespace, self.floors_new.get(namespace, _MISSING), False)
+            )
+            self.floors_new[namespace] = version
 
     def rewrite(self, namespace: str, key: str, value: bytes) -> None:
         r = self._current(namespace, key)
@@ -893,6 +979,14 @@ class _Rows(_events.PostgresEventRows):
                 icols[2].append(result)
                 icols[3].append(expires)
             conn.execute(q["upsert_idem"], icols)
+        if self.floors_new:
+            conn.execute(
+                q["raise_floors"],
+                ([ids[n] for n in self.floors_new], list(self.floors_new.values())),
+            )
+            # Tells a one-statement put whose snapshot predates this commit that its
+            # floors are stale (see _FIRST_VERSION).
+            conn.execute(q["set_floor_seq"], (self.seq,))
         self.ev_flush(q)
         if self.ev_rows:
             conn.execute(
@@ -995,6 +1089,9 @@ class PostgresBackend(_events.PostgresEventLog):
                 "ns_by_names": _NS_BY_NAMES,
                 "prefetch_rows": _PREFETCH_ROWS,
                 "prefetch_idem": _PREFETCH_IDEM,
+                "prefetch_floors": _PREFETCH_FLOORS,
+                "raise_floors": _RAISE_FLOORS,
+                "set_floor_seq": _SET_FLOOR_SEQ,
                 "insert_ns": _INSERT_NS,
                 "delete_rows": _DELETE_ROWS,
                 "upsert_rows": _UPSERT_ROWS,
@@ -1521,8 +1618,9 @@ class PostgresBackend(_events.PostgresEventLog):
         event_ids: list[str] = []
         for job in jobs:
             docs.update(job.docs)
-            if job.unit.idempotency_key is not None:
-                idem_keys.append(job.unit.idempotency_key)
+            scoped = idempotency_scope(job.unit)
+            if scoped is not None:
+                idem_keys.append(scoped)
             for w in job.unit.writes:
                 pairs[(w.namespace, w.key)] = None
             for ew in job.unit.events:
@@ -1547,6 +1645,7 @@ class PostgresBackend(_events.PostgresEventLog):
             c_idem = (
                 conn.execute(q["prefetch_idem"], (idem_keys,), prepare=True) if idem_keys else None
             )
+            c_floors = conn.execute(q["prefetch_floors"], (names,), prepare=True) if pairs else None
             ev_collect = (
                 _events.prefetch_events(conn, q, list(streams), event_ids) if streams else None
             )
@@ -1569,8 +1668,12 @@ class PostgresBackend(_events.PostgresEventLog):
                 for key, fp, result, expires in c_idem.fetchall():
                     idem[key] = (bytes(fp), bytes(result), float(expires))
             prefetched = ev_collect() if ev_collect is not None else None
+            floors = dict.fromkeys(names, 0)
+            if c_floors is not None:
+                for name, floor in c_floors.fetchall():
+                    floors[str(name)] = int(floor)
             access = _Rows(
-                self, ns_ids, rows, max_seq, max_ns, idem, docs, conn, max_pos, prefetched
+                self, ns_ids, rows, max_seq, max_ns, idem, docs, conn, max_pos, prefetched, floors
             )
             for job in jobs:
                 access.begin_unit()
@@ -2026,10 +2129,52 @@ class PostgresBackend(_events.PostgresEventLog):
             self._committed(last)
         return SweepResult(expired=expired, idempotency_keys=idem, changes=trimmed, events=events)
 
+    def version_state(self, namespace: str, key: str) -> tuple[int | None, int]:
+        """``(the stored row's version — live or expired, not yet swept — or None, the
+        namespace's version floor)``: what a put of ``key`` goes on from (see _apply:
+        no ABA).  The write-back cache predicts new versions from it."""
+        s = self._s
+        query = (
+            f"SELECT (SELECT i.version FROM {s}.items i JOIN {s}.namespaces n "
+            "ON n.id = i.ns WHERE n.name = %s AND i.key = %s), COALESCE((SELECT f.floor FROM "
+            f"{s}.version_floors f JOIN {s}.namespaces n ON n.id = f.ns WHERE n.name = %s), 0)"
+        )
+        row = self._read(
+            "version_state",
+            lambda conn: conn.execute(query, (namespace, key, namespace)).fetchone(),
+        )
+        return (None if row[0] is None else int(row[0])), int(row[1])
+
     def namespaces(self) -> list[str]:
         query = f"SELECT name FROM {self._s}.namespaces ORDER BY name"
         rows = self._read("namespaces", lambda conn: conn.execute(query).fetchall())
         return [str(r[0]) for r in rows]
+
+    # -- key ids (docs/configuration.md: the keyring belongs to the store) ------------
+
+    def key_ids(self) -> set[str] | None:
+        """The key ids recorded in ``meta`` (``kid:<id>`` rows); None when the record
+        was never completed (a schema written before key ids were recorded)."""
+        where = "key = 'kids' OR (key >= 'kid:' AND key < 'kid;')"
+        query = f"SELECT key FROM {self._s}.meta WHERE {where}"
+        rows = self._read("read the key ids", lambda conn: conn.execute(query).fetchall())
+        keys = {str(r[0]) for r in rows}
+        if "kids" not in keys:
+            return None
+        return {k[4:] for k in keys if k.startswith("kid:")}
+
+    def record_key_ids(self, kids: Iterable[str]) -> None:
+        """Add ``kids`` to ``meta`` and mark the record complete, committed before return
+        (idempotent, so the one retry after a lost connection is safe)."""
+        now = repr(time.time())
+        rows = [("kid:" + kid, now) for kid in kids] + [("kids", "recorded")]
+        query = f"INSERT INTO {self._s}.meta (key, value) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+
+        def run(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(query, rows)
+
+        self._read("record the key ids", run)
 
     def stats(self) -> dict[str, Any]:
         s = self._s
@@ -2077,6 +2222,72 @@ class PostgresBackend(_events.PostgresEventLog):
             "listening": self._listening,
             "events": self.event_stats(),
         }
+
+    def _check_log(self, conn: psycopg.Connection[Any]) -> list[str]:
+        """The change log on its own and against the items (the reverse direction).
+
+        True whatever retention trimmed (a prefix) and expiry swept (each purge logs an
+        ``expire``): the retained seqs are gap-free, every row names a namespace and a
+        known op, and each key's newest retained row is what ``items`` holds — a put:
+        the item at exactly that seq and version; a delete or expire: no item."""
+        s = self._s
+        problems: list[str] = []
+        first, last, rows = conn.execute(
+            f"SELECT COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0), count(*) FROM {s}.changes"
+        ).fetchone() or (0, 0, 0)
+        if rows and last - first + 1 != rows:
+            problems.append(
+                f"the change log misses {last - first + 1 - rows} seqs between its first "
+                f"({first}) and last ({last}): retention trims only from the front"
+            )
+        ops = ", ".join(str(op) for op in OP_NAMES)
+        row = conn.execute(
+            f"SELECT count(*) FILTER (WHERE c.seq < 1 OR c.version < 1 OR c.op NOT IN ({ops})),"
+            " count(*) FILTER (WHERE n.id IS NULL) "
+            f"FROM {s}.changes c LEFT JOIN {s}.namespaces n ON n.id = c.ns"
+        ).fetchone()
+        bad, orphans = row if row is not None else (0, 0)
+        if bad:
+            problems.append(f"{bad} change-log rows have an impossible seq, version or op")
+        if orphans:
+            problems.append(f"{orphans} change-log rows belong to no namespace")
+        wrong = conn.execute(
+            f"SELECT c.ns, c.key, c.op, c.version, c.seq, i.seq, i.version FROM {s}.changes c "
+            f"JOIN (SELECT max(seq) AS seq FROM {s}.changes GROUP BY ns, key) last "
+            f"ON last.seq = c.seq LEFT JOIN {s}.items i ON i.ns = c.ns AND i.key = c.key "
+            f"WHERE (c.op = {OP_PUT} AND (i.key IS NULL OR i.seq <> c.seq "
+            f"OR i.version <> c.version)) OR (c.op <> {OP_PUT} AND i.key IS NOT NULL) "
+            "ORDER BY c.seq"
+        ).fetchall()
+
+        def names(found: list[Any], detail: bool = False) -> str:
+            shown = [
+                f"{self._ns_name(r[0], conn)}/{r[1]}"
+                + (f" (log: seq {r[4]} v{r[3]}, item: seq {r[5]} v{r[6]})" if detail else "")
+                for r in found[:5]
+            ]
+            more = f" … and {len(found) - 5} more" if len(found) > 5 else ""
+            return ", ".join(shown) + more
+
+        gone = [r for r in wrong if r[2] == OP_PUT and r[5] is None]
+        stale = [r for r in wrong if r[2] == OP_PUT and r[5] is not None]
+        undead = [r for r in wrong if r[2] != OP_PUT]
+        if gone:
+            problems.append(
+                f"{len(gone)} keys were last written by a put in the change log but have no "
+                f"item (and no later delete or expire): {names(gone)}"
+            )
+        if stale:
+            problems.append(
+                f"{len(stale)} items differ from their newest change-log row (seq/version): "
+                + names(stale, detail=True)
+            )
+        if undead:
+            problems.append(
+                f"{len(undead)} items exist although their newest change-log row is a delete "
+                f"or expire: {names(undead)}"
+            )
+        return problems
 
     def check(self) -> tuple[list[str], dict[str, int]]:
         s = self._s
@@ -2126,6 +2337,7 @@ class PostgresBackend(_events.PostgresEventLog):
                 problems.append(
                     f"{ahead} items carry a seq beyond the change log's last ({maxseq})"
                 )
+            problems += self._check_log(conn)
             flags = one(
                 f"SELECT count(*) FROM {s}.items WHERE (doc IS NOT NULL AND opaque <> 0) "
                 "OR opaque NOT IN (0, 1, 2)"

@@ -45,14 +45,20 @@ Data model (``P`` is the key prefix, ``?prefix=`` in the URL, default ``clawstat
   -inf now`` without touching the items.  One per namespace rather than one global
   set, so counting a namespace stays O(log n).
 * ``P namespaces`` (set), ``P bytes`` (hash: namespace → sum of value lengths, kept by
-  the scripts), ``P meta`` (schema version).
+  the scripts), ``P meta`` (schema version; ``kid:<id>`` fields record the keyring
+  key ids that values are sealed under, ``kids`` marks that record complete).
 * ``P log`` — the change log, a Stream whose entry IDs are ``0-<seq>``: a script
   appends with ``XADD log 0-*``, which takes the next seq (the last ID + 1) and returns
   it, so the stream's own last ID is the seq counter — no separate counter to keep in
   step.  ``XRANGE log (0-N`` reads the changes after seq N; ``XREAD BLOCK`` wakes a
   watcher.  Fields ``ns key op ver ts`` (and ``val`` where the namespace logs values).
 * ``P d:{idempotency key}`` — a hash ``f`` (fingerprint), ``r`` (the outcomes), ``e``
-  (expires_at), plus ``P dx``, a sorted set of idempotency keys by ``e``.
+  (expires_at), plus ``P dx``, a sorted set of idempotency keys by ``e``.  The key is
+  :func:`~clawstate.backends._apply.idempotency_scope`'s: scoped by the namespaces
+  the unit writes.
+* ``P floors`` — a hash: namespace → the highest version a removed (deleted or
+  swept) key of it had; a key created where no row is stored starts above it, so
+  versions never repeat across a key's incarnations.
 
 Items never use native Redis expiry: expiry follows the store's clock (``now`` from the
 facade — tests run on a fake clock) and the sweep must log an ``expire`` change for
@@ -71,7 +77,8 @@ still succeeds or fails on its own.  The script re-expresses
 :func:`clawstate.backends._apply.apply_unit` exactly: idempotency lookup with the
 fingerprint check (a replay returns the outcomes recorded the first time, verbatim);
 ``if_absent`` / ``if_version`` checked against the *live* item (an expired one counts
-as absent, and a re-put restarts at version 1 with a new ``created_at``); deletes of
+as absent, and a re-put goes on at its version + 1 with a new ``created_at``; a key
+with no stored row starts at its namespace's version floor + 1); deletes of
 missing keys report False and log nothing; rewraps replace bytes only when version and
 seq still match, with no new version and no change entry.  Lua cannot roll back, so
 each unit is planned first — every condition checked, later writes of the unit seeing
@@ -138,7 +145,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
@@ -155,6 +162,7 @@ from ..errors import (
     VersionConflict,
 )
 from ..types import Change
+from ._apply import idempotency_scope
 from ._group_commit import GroupCommitter
 from ._keyorder import prefix_upper_bound
 from .base import (
@@ -217,9 +225,14 @@ os.register_at_fork(after_in_child=lambda: _fork_generation.__setitem__(0, _fork
 # Write-unit wire format (ARGV): [1] prefix, [2] number of units, then per unit
 #   now, idempotency key ('' none), fingerprint, idempotency expires_at,
 #   native TTL of the idempotency record (ms), number of writes,
-# and per write 9 fields:
+# and per write 10 fields:
 #   op ('0' put, '1' delete, '3' rewrap), ns, key, value, expires_at ('' none),
-#   if_version ('' none), if_absent ('1'/''), log_value ('1'/''), seq ('' none).
+#   if_version ('' none), if_absent ('1'/''), log_value ('1'/''), seq ('' none),
+#   keep_ttl ('1'/'').
+# Versions never repeat across a key's incarnations (no ABA, see _apply): a put over
+# an expired row goes on at its version + 1, a removal raises ``P floors`` (a hash:
+# namespace -> the highest version a removed key had), and a new key starts at its
+# namespace's floor + 1.
 # Reply: one entry per unit —
 #   {'o', outcomes}: outcomes joined with NUL, 9 fields each
 #       (ns, key, op, applied '1'/'0', version, seq, created_at, updated_at, expires_at);
@@ -233,6 +246,7 @@ local P = ARGV[1]
 local nunits = tonumber(ARGV[2])
 local call = redis.call
 local logkey, nskey, byteskey = P .. 'log', P .. 'namespaces', P .. 'bytes'
+local floorkey = P .. 'floors'
 local replies = {}
 local a = 3
 
@@ -253,7 +267,7 @@ for u = 1, nunits do
   local now_s, idem, fp, iexp, ittl = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   local n = tonumber(ARGV[a + 5])
   local first = a + 6
-  a = first + 9 * n
+  a = first + 10 * n
   local now = tonumber(now_s)
   local reply = nil
   local dk = nil
@@ -270,8 +284,18 @@ for u = 1, nunits do
     -- unit's log entries (pending), resolved against the log only if a rewrap asks.
     local rows, plan = {}, {}
     local logged, base = 0, nil
+    -- this unit's view of the version floors (its deletes raise them for its later puts)
+    local floors = {}
+    local function floor_of(ns)
+      local f = floors[ns]
+      if f == nil then
+        f = tonumber(call('HGET', floorkey, ns) or '0')
+        floors[ns] = f
+      end
+      return f
+    end
     for i = 0, n - 1 do
-      local b = first + 9 * i
+      local b = first + 10 * i
       local op, ns, key, ifv = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 5]
       local ik = P .. 'i:' .. ns .. '/' .. key
       local row = rows[ik]
@@ -283,8 +307,15 @@ for u = 1, nunits do
         if ifv ~= '' and (not live or row.ver ~= tonumber(ifv)) then
           reply = {'c', i, 'v', live and row.ver or ''}; break
         end
-        local ver, c = 1, now_s
-        if live then ver, c = row.ver + 1, row.c end
+        local ver, c = 0, now_s
+        if live then
+          ver, c = row.ver + 1, row.c
+          if ARGV[b + 9] == '1' then x = row.x end
+        elseif row.ex then
+          ver = row.ver + 1  -- expired, not yet swept: a new incarnation, a new version
+        else
+          ver = floor_of(ns) + 1
+        end
         logged = logged + 1
         plan[#plan + 1] = {0, ik, ns, key, row, val, x, ver, c, ARGV[b + 7]}
         rows[ik] = {ex = true, ver = ver, pending = logged, c = c, x = x, len = #val}
@@ -296,6 +327,7 @@ for u = 1, nunits do
           logged = logged + 1
           plan[#plan + 1] = {1, ik, ns, key, row}
           rows[ik] = {ex = false, x = '', len = 0}
+          if row.ver > floor_of(ns) then floors[ns] = row.ver end
         else
           plan[#plan + 1] = {2, ik, ns, key}
         end
@@ -361,6 +393,9 @@ for u = 1, nunits do
           call('DEL', ik)
           call('ZREM', P .. 'k:' .. ns, key)
           if row.x ~= '' then call('ZREM', P .. 'x:' .. ns, key) end
+          if row.ver > tonumber(call('HGET', floorkey, ns) or '0') then
+            call('HSET', floorkey, ns, row.ver)
+          end
           if row.len ~= 0 then call('HINCRBY', byteskey, ns, -row.len) end
           outs[o + 1], outs[o + 2], outs[o + 3], outs[o + 4] = ns, key, '1', '1'
           outs[o + 5], outs[o + 6], outs[o + 7], outs[o + 8], outs[o + 9] =
@@ -400,7 +435,7 @@ local P, now_s, before_s = ARGV[1], ARGV[2], ARGV[3]
 local max_expire, max_idem, max_trim = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local now, before = tonumber(now_s), tonumber(before_s)
 local call = redis.call
-local logkey, byteskey = P .. 'log', P .. 'bytes'
+local logkey, byteskey, floorkey = P .. 'log', P .. 'bytes', P .. 'floors'
 local expired = 0
 for _, ns in ipairs(call('SMEMBERS', P .. 'namespaces')) do
   if expired >= max_expire then break end
@@ -416,6 +451,9 @@ for _, ns in ipairs(call('SMEMBERS', P .. 'namespaces')) do
       if h[1] and h[2] then
         call('XADD', logkey, '0-*', 'ns', ns, 'key', key, 'op', '2', 'ver', h[1], 'ts', now_s)
         call('DEL', ik)
+        if tonumber(h[1]) > tonumber(call('HGET', floorkey, ns) or '0') then
+          call('HSET', floorkey, ns, h[1])  -- no ABA: a re-created key starts above it
+        end
         call('ZREM', P .. 'k:' .. ns, key)
         local len = tonumber(h[3]) or 0
         if len ~= 0 then call('HINCRBY', byteskey, ns, -len) end
@@ -959,9 +997,10 @@ class RedisBackend:
                 b"1" if w.if_absent else b"",
                 b"1" if w.log_value else b"",
                 b"" if w.seq is None else w.seq,
+                b"1" if w.keep_ttl else b"",
             )
         now = unit.now
-        idem = unit.idempotency_key
+        idem = idempotency_scope(unit)
         if idem is None:
             args += (_num(now), b"", b"", b"", 0, len(unit.writes))
         else:
@@ -1218,11 +1257,44 @@ class RedisBackend:
             raise self._translate(exc, "sweep") from exc
         return SweepResult(expired=int(got[0]), idempotency_keys=int(got[1]), changes=int(got[2]))
 
+    def version_state(self, namespace: str, key: str) -> tuple[int | None, int]:
+        """``(the stored row's version — live or expired, not yet swept — or None, the
+        namespace's version floor)``: what a put of ``key`` goes on from (see _apply:
+        no ABA).  The write-back cache predicts new versions from it."""
+        ik = self._ik(namespace, key)
+        ver = self._read("version_state", lambda: self._call("HGET", ik, "ver"))
+        floor = self._read(
+            "version_state", lambda: self._call("HGET", self.prefix + "floors", namespace)
+        )
+        return (None if ver is None else int(ver)), (0 if floor is None else int(floor))
+
     def namespaces(self) -> list[str]:
         got = cast(
             set[bytes], self._read("namespaces", lambda: self._r.smembers(self._k_namespaces))
         )
         return sorted(_text(n) for n in got)
+
+    # -- key ids (docs/configuration.md: the keyring belongs to the store) ------------
+
+    def key_ids(self) -> set[str] | None:
+        """The key ids recorded in the ``meta`` hash (``kid:<id>`` fields); None when
+        the record was never completed (keys written before key ids were recorded)."""
+        fields = cast(
+            list[bytes], self._read("read the key ids", lambda: self._r.hkeys(self._k_meta))
+        )
+        names = {_text(f) for f in fields}
+        if "kids" not in names:
+            return None
+        return {n[4:] for n in names if n.startswith("kid:")}
+
+    def record_key_ids(self, kids: Iterable[str]) -> None:
+        """Add ``kids`` to the ``meta`` hash and mark the record complete (one HSET:
+        idempotent, so the one retry after a broken connection is safe)."""
+        now = repr(time.time())
+        mapping = {"kid:" + kid: now for kid in kids}
+        mapping["kids"] = "recorded"
+        fields = cast(Any, mapping)  # redis-py's Mapping is invariant in its key type
+        self._read("record the key ids", lambda: self._r.hset(self._k_meta, mapping=fields))
 
     def stats(self) -> dict[str, Any]:
         def collect() -> dict[str, Any]:
@@ -1380,7 +1452,68 @@ class RedisBackend:
         for ns in sorted(set(hashes) - set(names)):
             problems.append(f"namespace {ns!r} has item hashes but is missing from {p}namespaces")
         rows = int(r.xlen(self._k_log))
+        if first and rows != last - first + 1:
+            problems.append(
+                f"the change log misses {last - first + 1 - rows} seqs between its first "
+                f"({first}) and last ({last}): retention trims only from the front"
+            )
+        problems += self._check_log_items(set(names))
         return problems, {"items": items, "changes": rows, "log_matched": logged}
+
+    def _check_log_items(self, names: set[str]) -> list[str]:
+        """The reverse direction: each key's newest retained log entry is what the items
+        hold — a put: the item at exactly that seq and version; a delete or expire (every
+        purge logs one): no item.  True whatever retention trimmed, since it trims a
+        prefix and never the newest entry."""
+        r = self._r
+        problems: list[str] = []
+        newest: dict[tuple[str, str], tuple[int, int, bytes]] = {}
+        start = "-"
+        ops = {str(op).encode() for op in OP_NAMES}
+        while True:
+            entries = cast(list[Any], r.xrange(self._k_log, start, "+", count=_PAGE))
+            for entry_id, f in entries:
+                seq = int(_text(entry_id)[2:])
+                try:
+                    where = (f[b"ns"].decode(), f[b"key"].decode())
+                    op, ver = f[b"op"], int(f[b"ver"])
+                except (KeyError, ValueError, UnicodeDecodeError):
+                    problems.append(f"change-log entry {seq} is malformed")
+                    continue
+                if op not in ops or ver < 1:
+                    problems.append(f"change-log entry {seq} has an impossible op or version")
+                if where[0] not in names:
+                    problems.append(f"change-log entry {seq} belongs to no namespace")
+                newest[where] = (seq, ver, op)
+            if len(entries) < _PAGE:
+                break
+            start = "(" + _text(entries[-1][0])
+        found = list(newest.items())
+        put = str(OP_PUT).encode()
+        for begin in range(0, len(found), _PAGE):
+            batch = found[begin : begin + _PAGE]
+            pipe = r.pipeline(transaction=False)
+            for (ns, key), _ in batch:
+                pipe.hmget(self._ik(ns, key), "ver", "seq")
+            for ((ns, key), (seq, ver, op)), held in zip(batch, pipe.execute(), strict=True):
+                where_key = f"{ns}/{key}"
+                if op != put:
+                    if held[0] is not None:
+                        problems.append(
+                            f"{where_key}: exists although its newest change-log entry is a "
+                            "delete or expire"
+                        )
+                elif held[0] is None:
+                    problems.append(
+                        f"{where_key}: last written by a put in the change log but has no item "
+                        "(and no later delete or expire)"
+                    )
+                elif (int(held[1]), int(held[0])) != (seq, ver):
+                    problems.append(
+                        f"{where_key}: differs from its newest change-log entry (log: seq {seq} "
+                        f"v{ver}, item: seq {int(held[1])} v{int(held[0])})"
+                    )
+        return problems
 
     def close(self) -> None:
         if self._closed:

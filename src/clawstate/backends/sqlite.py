@@ -24,19 +24,22 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from ..errors import BackendUnavailable, ClawStateError, ConfigError
+from ..errors import BackendUnavailable, ClawStateError, ConfigError, IntegrityError
 from ..events import _sqlite as _events
 from ..types import Change
 from ._apply import Row, apply_unit
 from ._group_commit import GroupCommitter
 from ._keyorder import prefix_upper_bound
 from .base import (
+    OP_DELETE,
     OP_EXPIRE,
     OP_NAMES,
+    OP_PUT,
     Capabilities,
     Decoder,
     Outcome,
@@ -77,19 +80,28 @@ NETWORK_FILESYSTEMS = frozenset(
 _ITEM_COLS = "key, value, version, seq, created_at, updated_at, expires_at"
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 _EXPIRED = "items.expires_at IS NOT NULL AND items.expires_at <= excluded.updated_at"
-#: Insert, or overwrite bumping the version (restarting at 1 over an expired row).
+#: A new key's first version: its namespace's version floor + 1 (no ABA, see _apply).
+_FIRST_VERSION = "COALESCE((SELECT floor FROM version_floors WHERE ns = ?), 0) + 1"
+#: Insert at the floor + 1, or overwrite bumping the version — continuing over an
+#: expired row too (a new incarnation: ``created_at`` restarts).  Parameters: ns, key,
+#: value, ns (for the floor), seq, created_at, updated_at, expires_at.
 _UPSERT = (
     "INSERT INTO items (ns, key, value, version, seq, created_at, updated_at, expires_at) "
-    "VALUES (?, ?, ?, 1, ?, ?, ?, ?) ON CONFLICT (ns, key) DO UPDATE SET "
+    f"VALUES (?, ?, ?, {_FIRST_VERSION}, ?, ?, ?, ?) ON CONFLICT (ns, key) DO UPDATE SET "
     "value = excluded.value, seq = excluded.seq, updated_at = excluded.updated_at, "
-    "expires_at = excluded.expires_at, "
-    f"version = CASE WHEN {_EXPIRED} THEN 1 ELSE items.version + 1 END, "
+    "expires_at = excluded.expires_at, version = items.version + 1, "
     f"created_at = CASE WHEN {_EXPIRED} THEN excluded.created_at ELSE items.created_at END "
     "RETURNING version, created_at, seq"
 )
 #: The same, taking the next seq inside the statement (first write of a batch).
 _UPSERT_NEXT_SEQ = _UPSERT.replace(
-    "VALUES (?, ?, ?, 1, ?,", "VALUES (?, ?, ?, 1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM changes),"
+    f"{_FIRST_VERSION}, ?,",
+    f"{_FIRST_VERSION}, (SELECT COALESCE(MAX(seq), 0) + 1 FROM changes),",
+)
+#: Raise a namespace's version floor to at least the removed version.
+_RAISE_FLOOR = (
+    "INSERT INTO version_floors (ns, floor) VALUES (?, ?) "
+    "ON CONFLICT (ns) DO UPDATE SET floor = MAX(floor, excluded.floor)"
 )
 
 #: Schema migrations: entry N brings the database from version N to N+1.
@@ -111,8 +123,19 @@ _MIGRATIONS: list[list[str]] = [
             expires_at REAL NOT NULL) WITHOUT ROWID""",
     ],
     _events.MIGRATION,
+    [
+        # Per namespace, the highest version a removed key had (no ABA, see _apply);
+        # started from what the retained change log remembers of deletes and expiries.
+        """CREATE TABLE IF NOT EXISTS version_floors (
+            ns INTEGER PRIMARY KEY, floor INTEGER NOT NULL)""",
+        "INSERT INTO version_floors (ns, floor) SELECT ns, MAX(version) FROM changes "
+        f"WHERE op IN ({OP_DELETE}, {OP_EXPIRE}) GROUP BY ns "
+        "ON CONFLICT (ns) DO UPDATE SET floor = MAX(floor, excluded.floor)",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
+#: The key-id record in ``meta``: ``kid:<id>`` rows, and ``kids`` once it is complete.
+_KEY_IDS = "SELECT key FROM meta WHERE key = 'kids' OR (key >= 'kid:' AND key < 'kid;')"
 
 
 def _mount_fstype(path: Path) -> str | None:
@@ -134,12 +157,44 @@ def _mount_fstype(path: Path) -> str | None:
     return best[1] if best else None
 
 
+#: SQLite's primary result codes for a damaged file (``SQLITE_CORRUPT``, ``SQLITE_NOTADB``).
+_DAMAGED = frozenset({11, 26})
+#: ... and for a database another connection holds (``SQLITE_BUSY``, ``SQLITE_LOCKED``).
+_BUSY = frozenset({5, 6})
+#: How many keys a problem line of ``check()`` names before "… and N more".
+_SHOWN = 5
+
+
+def _code(exc: sqlite3.Error) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    return _code(exc) in _BUSY or "locked" in str(exc)
+
+
 def _translate(exc: sqlite3.Error, what: str) -> ClawStateError:
-    """Turn a driver error into the clawstate tree (the backend's edge)."""
+    """Turn a driver error into the clawstate tree (the backend's edge).
+
+    A damaged file is an :class:`IntegrityError` (retrying cannot help; ``clawstate
+    check`` reports what is wrong), not a passing unavailability."""
     message = str(exc)
+    if _code(exc) in _DAMAGED:
+        return IntegrityError(
+            f"{what}: the database file is damaged (sqlite: {message}); "
+            "run `clawstate check` and restore from a backup"
+        )
     if isinstance(exc, sqlite3.OperationalError) and "locked" in message:
         return BackendUnavailable(f"{what}: the database stayed locked by another writer")
     return BackendUnavailable(f"{what}: sqlite error: {message}")
+
+
+def _no_store(path: Path, why: str = "no such file") -> ConfigError:
+    return ConfigError(
+        "store.url",
+        f"no store at {path} ({why}); a command that writes (put, serve…) creates it",
+    )
 
 
 class _SweepJob:
@@ -225,9 +280,11 @@ class _Rows(_events.SQLiteEventRows):
     ) -> tuple[int, float, int]:
         nid = self.ns_id(namespace)
         if self.seq is None:
-            r = self.conn.execute(_UPSERT_NEXT_SEQ, (nid, key, value, now, now, expires_at))
+            r = self.conn.execute(_UPSERT_NEXT_SEQ, (nid, key, value, nid, now, now, expires_at))
         else:
-            r = self.conn.execute(_UPSERT, (nid, key, value, self.seq + 1, now, now, expires_at))
+            r = self.conn.execute(
+                _UPSERT, (nid, key, value, nid, self.seq + 1, now, now, expires_at)
+            )
         version, created, seq = r.fetchall()[0]
         self.seq = seq
         return version, created, seq
@@ -236,6 +293,16 @@ class _Rows(_events.SQLiteEventRows):
         self.conn.execute(
             "DELETE FROM items WHERE ns = ? AND key = ?", (self.ns_id(namespace), key)
         )
+
+    def version_floor(self, namespace: str) -> int:
+        nid = self.ns_id(namespace, create=False)
+        if not nid:
+            return 0
+        r = self.conn.execute("SELECT floor FROM version_floors WHERE ns = ?", (nid,)).fetchone()
+        return 0 if r is None else int(r[0])
+
+    def raise_floor(self, namespace: str, version: int) -> None:
+        self.conn.execute(_RAISE_FLOOR, (self.ns_id(namespace), version))
 
     def rewrite(self, namespace: str, key: str, value: bytes) -> None:
         self.conn.execute(
@@ -292,7 +359,11 @@ class SQLiteBackend(_events.SQLiteEventLog):
         busy_timeout: float = 60.0,
         poll_interval: float = 0.05,
         max_batch: int = 512,
+        create: bool = True,
     ) -> None:
+        """``create=False`` opens an existing store only: a missing file (or one that
+        holds no clawstate store) is a :class:`ConfigError` saying "no store at …", and
+        nothing is created — no directory, no file (read commands open this way)."""
         if durability not in ("process", "power"):
             raise ConfigError(
                 "store.durability", f'must be "process" or "power", got {durability!r}'
@@ -312,17 +383,46 @@ class SQLiteBackend(_events.SQLiteEventLog):
         self._change_cond = threading.Condition()
         self._waiters = 0
         self._closed = False
+        self._create = create
+        #: Every connection opens the file read-write, never creating it: a store file
+        #: deleted under a running store is an error, not a new empty store.
+        self._uri = f"file:{quote(str(self.path))}?mode=rw"
         self._refuse_network_fs()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError("store.url", f"cannot create {self.path.parent}: {exc}") from exc
+        if create:
+            self._make_file()
+        elif not self.path.is_file():
+            raise _no_store(self.path)
         self._committer: GroupCommitter[WriteUnit | _SweepJob, Any] = GroupCommitter(
             self._run_batch, max_batch=max_batch
         )
         self._migrate()
 
     # -- connections -----------------------------------------------------------------
+
+    def _make_file(self) -> None:
+        """Create the database file owner-only (0600), in directories created 0700.
+
+        The store holds application data, so it gets the keyring's permissions.
+        SQLite creates the ``-wal`` and ``-shm`` files with the database file's mode,
+        so they are owner-only too.  Existing directories and files keep their modes
+        (an operator who widened them meant it)."""
+        missing: list[Path] = []
+        probe = self.path.parent
+        while not probe.exists() and probe != probe.parent:
+            missing.append(probe)
+            probe = probe.parent
+        try:
+            for directory in reversed(missing):
+                try:
+                    os.mkdir(directory, 0o700)
+                except FileExistsError:
+                    pass  # another process made it first
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+        except FileExistsError:
+            pass  # the store exists (or another process just made it)
+        except OSError as exc:
+            raise ConfigError("store.url", f"cannot create {self.path}: {exc}") from exc
 
     def _refuse_network_fs(self) -> None:
         probe = self.path.parent
@@ -351,7 +451,8 @@ class SQLiteBackend(_events.SQLiteEventLog):
             raise BackendUnavailable("the store is closed")
         try:
             conn = sqlite3.connect(
-                str(self.path),
+                self._uri,
+                uri=True,
                 isolation_level=None,
                 check_same_thread=False,
                 timeout=self._busy_ms / 1000,
@@ -372,6 +473,8 @@ class SQLiteBackend(_events.SQLiteEventLog):
     def _migrate(self) -> None:
         conn = self._conn()
         try:
+            if not self._create:
+                self._require_store(conn)
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise ConfigError(
@@ -404,6 +507,18 @@ class SQLiteBackend(_events.SQLiteEventLog):
         except sqlite3.DatabaseError as exc:
             raise _translate(exc, f"open {self.path}") from exc
 
+    def _require_store(self, conn: sqlite3.Connection) -> None:
+        """Refuse (creating nothing) a file that holds no clawstate store."""
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            row = None
+        if row is None:
+            self.close()
+            raise _no_store(self.path, "the file holds no clawstate store")
+
     # -- namespace ids ---------------------------------------------------------------
 
     def _remember_ns(self, name: str, nid: int) -> None:
@@ -415,8 +530,7 @@ class SQLiteBackend(_events.SQLiteEventLog):
         """The id of an existing namespace; None if it was never written."""
         nid = self._ns_ids.get(name)
         if nid is None:
-            row = self._conn().execute("SELECT id FROM namespaces WHERE name = ?", (name,))
-            found = row.fetchone()
+            found = self._row("SELECT id FROM namespaces WHERE name = ?", (name,))
             if found is None:
                 return None
             nid = int(found[0])
@@ -572,19 +686,22 @@ class SQLiteBackend(_events.SQLiteEventLog):
         op = ">="
         conn = self._conn()
         while True:
-            if live_at is None:
-                cur = conn.execute(
-                    f"SELECT {_ITEM_COLS} FROM items WHERE ns = ? AND key {op} ? "
-                    "ORDER BY key LIMIT 1000",
-                    (nid, after),
-                )
-            else:
-                cur = conn.execute(
-                    f"SELECT {_ITEM_COLS} FROM items WHERE ns = ? AND key {op} ? AND {_LIVE} "
-                    "ORDER BY key LIMIT 1000",
-                    (nid, after, live_at),
-                )
-            batch = cur.fetchall()
+            try:
+                if live_at is None:
+                    cur = conn.execute(
+                        f"SELECT {_ITEM_COLS} FROM items WHERE ns = ? AND key {op} ? "
+                        "ORDER BY key LIMIT 1000",
+                        (nid, after),
+                    )
+                else:
+                    cur = conn.execute(
+                        f"SELECT {_ITEM_COLS} FROM items WHERE ns = ? AND key {op} ? "
+                        f"AND {_LIVE} ORDER BY key LIMIT 1000",
+                        (nid, after, live_at),
+                    )
+                batch = cur.fetchall()
+            except sqlite3.Error as exc:
+                raise _translate(exc, f"read {namespace!r}") from exc
             for r in batch:
                 yield self._item(namespace, r)
             if len(batch) < 1000:
@@ -684,23 +801,40 @@ class SQLiteBackend(_events.SQLiteEventLog):
         ).fetchall()
         for nid, key, version in expired:
             conn.execute("DELETE FROM items WHERE ns = ? AND key = ?", (nid, key))
+            conn.execute(_RAISE_FLOOR, (nid, version))
             seq = rows.next_seq()
             conn.execute(
                 "INSERT INTO changes (seq, ns, key, op, version, ts) VALUES (?,?,?,?,?,?)",
                 (seq, nid, key, OP_EXPIRE, version, job.now),
             )
         idem = conn.execute("DELETE FROM idempotency WHERE expires_at <= ?", (job.now,)).rowcount
-        # Changes are in seq order and (nearly) in ts order: trim from the front,
-        # always keeping the newest row so seq numbers are never reused.
+        # Changes are in seq order and only nearly in ts order (clocks of several
+        # processes, a clock stepped back): trim the prefix before the first row young
+        # enough to keep, so the retained log stays gap-free (followers and check()
+        # rely on it), always keeping the newest row so seq numbers are never reused.
         trimmed = conn.execute(
-            "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes WHERE seq < "
-            "(SELECT MAX(seq) FROM changes) AND ts < ? ORDER BY seq LIMIT 50000)",
+            "DELETE FROM changes WHERE seq < MIN("
+            "COALESCE((SELECT seq FROM changes WHERE ts >= ? ORDER BY seq LIMIT 1), "
+            "(SELECT MAX(seq) FROM changes)), (SELECT MAX(seq) FROM changes), "
+            "(SELECT MIN(seq) FROM changes) + 50000)",
             (job.changelog_before,),
         ).rowcount
         events = self.sweep_events(conn, job.now)
         return SweepResult(
             expired=len(expired), idempotency_keys=idem, changes=trimmed, events=events
         )
+
+    def version_state(self, namespace: str, key: str) -> tuple[int | None, int]:
+        """``(the stored row's version — live or expired, not yet swept — or None, the
+        namespace's version floor)``: what a put of ``key`` goes on from (see _apply:
+        no ABA).  The write-back cache predicts new versions from it."""
+        row = self._row(
+            "SELECT (SELECT i.version FROM items i JOIN namespaces n ON n.id = i.ns "
+            "WHERE n.name = ? AND i.key = ?), COALESCE((SELECT f.floor FROM version_floors f "
+            "JOIN namespaces n ON n.id = f.ns WHERE n.name = ?), 0)",
+            (namespace, key, namespace),
+        )
+        return (None if row[0] is None else int(row[0])), int(row[1])
 
     def namespaces(self) -> list[str]:
         try:
@@ -709,7 +843,45 @@ class SQLiteBackend(_events.SQLiteEventLog):
             raise _translate(exc, "namespaces") from exc
         return [r[0] for r in rows]
 
+    # -- key ids (docs/configuration.md: the keyring belongs to the store) ------------
+
+    def key_ids(self) -> set[str] | None:
+        """The key ids recorded in ``meta`` (``kid:<id>`` rows); None when the record
+        was never completed (a store written before key ids were recorded)."""
+        try:
+            rows = self._conn().execute(_KEY_IDS).fetchall()
+        except sqlite3.Error as exc:
+            raise _translate(exc, "read the key ids") from exc
+        keys = {str(r[0]) for r in rows}
+        if "kids" not in keys:
+            return None
+        return {k[4:] for k in keys if k.startswith("kid:")}
+
+    def record_key_ids(self, kids: Iterable[str]) -> None:
+        """Add ``kids`` to ``meta`` and mark the record complete, committed before return."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                now = repr(time.time())
+                conn.executemany(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                    [("kid:" + kid, now) for kid in kids] + [("kids", "recorded")],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise _translate(exc, "record the key ids") from exc
+
     def stats(self) -> dict[str, Any]:
+        try:
+            return self._stats()
+        except sqlite3.Error as exc:
+            raise _translate(exc, "stats") from exc
+
+    def _stats(self) -> dict[str, Any]:
         conn = self._conn()
         per_ns: dict[str, dict[str, int]] = {}
         for name, count, size in conn.execute(
@@ -737,45 +909,171 @@ class SQLiteBackend(_events.SQLiteEventLog):
         }
 
     def check(self) -> tuple[list[str], dict[str, int]]:
+        """Every invariant of the file, in both directions between items and change log.
+
+        What holds however retention trimmed the log and expiry swept items (so a
+        sound store reports nothing): the retained log is a gap-free run of seqs (the
+        sweep trims a prefix only); an item whose seq is in that run is the put row
+        at its seq; and for every key with a retained row, the key's newest row says
+        what the items table holds — a put: the item at exactly that seq and version;
+        a delete or expire: no item.  Damage the driver raises (a malformed page, a
+        missing table) is reported as a problem of the step that met it, so a corrupt
+        file gives a report, never a traceback; only a busy or locked database
+        raises (:class:`BackendUnavailable`: the check could not run).
+        """
         conn = self._conn()
         problems: list[str] = []
         checked: dict[str, int] = {}
-        for (line,) in conn.execute("PRAGMA integrity_check"):
-            if line != "ok":
-                problems.append(f"sqlite integrity_check: {line}")
+        steps: list[tuple[str, Callable[[sqlite3.Connection], list[str]]]] = [
+            ("the file's integrity", self._check_integrity),
+            ("the schema version", self._check_schema),
+            ("the items", lambda c: self._check_items(c, checked)),
+            ("the change log", lambda c: self._check_log(c, checked)),
+            ("items against the change log", self._check_items_logged),
+            ("the change log against items", self._check_log_items),
+            ("the events", lambda c: self._check_events_step(c, checked)),
+        ]
+        for what, step in steps:
+            try:
+                problems += step(conn)
+            except sqlite3.Error as exc:
+                if _is_busy(exc):
+                    raise _translate(exc, "check") from exc
+                problems.append(f"could not check {what}: sqlite error: {exc}")
+        return problems, checked
+
+    @staticmethod
+    def _check_integrity(conn: sqlite3.Connection) -> list[str]:
+        return [
+            f"sqlite integrity_check: {line}"
+            for (line,) in conn.execute("PRAGMA integrity_check")
+            if line != "ok"
+        ]
+
+    @staticmethod
+    def _check_schema(conn: sqlite3.Connection) -> list[str]:
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None or int(row[0]) != SCHEMA_VERSION:
-            problems.append(f"schema version is {row and row[0]}, expected {SCHEMA_VERSION}")
+        if row is None or str(row[0]) != str(SCHEMA_VERSION):
+            return [f"schema version is {row and row[0]}, expected {SCHEMA_VERSION}"]
+        return []
+
+    def _check_items(self, conn: sqlite3.Connection, checked: dict[str, int]) -> list[str]:
+        problems: list[str] = []
         checked["items"] = conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
-        checked["changes"] = conn.execute("SELECT COUNT(*) FROM changes").fetchone()[0]
-        event_problems, checked["events"] = self.check_events(conn)
-        problems += event_problems
-        for (bad,) in conn.execute(
+        bad = conn.execute(
             "SELECT COUNT(*) FROM items WHERE version < 1 OR seq < 1 OR updated_at < created_at"
-        ):
-            if bad:
-                problems.append(f"{bad} items have impossible metadata (version/seq/timestamps)")
+        ).fetchone()[0]
+        if bad:
+            problems.append(f"{bad} items have impossible metadata (version/seq/timestamps)")
         orphans = conn.execute(
             "SELECT COUNT(*) FROM items i LEFT JOIN namespaces n ON n.id = i.ns WHERE n.id IS NULL"
         ).fetchone()[0]
         if orphans:
             problems.append(f"{orphans} items belong to no namespace")
-        # Every item's last write must be in the change log (unless trimmed away),
-        # with the same version: item row and change row commit together.
-        first = conn.execute("SELECT MIN(seq) FROM changes").fetchone()[0] or 0
-        mismatched = conn.execute(
-            "SELECT COUNT(*) FROM items i LEFT JOIN changes c ON c.seq = i.seq "
-            "WHERE i.seq >= ? AND (c.seq IS NULL OR c.ns != i.ns OR c.key != i.key "
-            "OR c.version != i.version OR c.op != 0)",
-            (first,),
+        return problems
+
+    def _check_log(self, conn: sqlite3.Connection, checked: dict[str, int]) -> list[str]:
+        problems: list[str] = []
+        first, last, rows = conn.execute(
+            "SELECT MIN(seq), MAX(seq), COUNT(*) FROM changes"
+        ).fetchone()
+        checked["changes"] = rows
+        if rows and last - first + 1 != rows:
+            problems.append(
+                f"the change log misses {last - first + 1 - rows} seqs between its first "
+                f"({first}) and last ({last}): retention trims only from the front"
+            )
+        ops = ", ".join(str(op) for op in OP_NAMES)
+        bad = conn.execute(
+            f"SELECT COUNT(*) FROM changes WHERE seq < 1 OR version < 1 OR op NOT IN ({ops})"
         ).fetchone()[0]
-        if mismatched:
-            problems.append(f"{mismatched} items have no matching change-log row")
+        if bad:
+            problems.append(f"{bad} change-log rows have an impossible seq, version or op")
+        orphans = conn.execute(
+            "SELECT COUNT(*) FROM changes c LEFT JOIN namespaces n ON n.id = c.ns "
+            "WHERE n.id IS NULL"
+        ).fetchone()[0]
+        if orphans:
+            problems.append(f"{orphans} change-log rows belong to no namespace")
+        return problems
+
+    def _check_items_logged(self, conn: sqlite3.Connection) -> list[str]:
+        """Forward: an item row and its change row commit together."""
+        problems: list[str] = []
+        first = conn.execute("SELECT MIN(seq) FROM changes").fetchone()[0] or 0
+        rows = conn.execute(
+            "SELECT i.ns, i.key FROM items i LEFT JOIN changes c ON c.seq = i.seq "
+            "WHERE i.seq >= ? AND (c.seq IS NULL OR c.ns != i.ns OR c.key != i.key "
+            f"OR c.version != i.version OR c.op != {OP_PUT}) ORDER BY i.ns, i.key",
+            (first,),
+        ).fetchall()
+        if rows:
+            problems.append(
+                f"{len(rows)} items have no matching change-log row: {self._names(conn, rows)}"
+            )
         maxseq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0]
-        ahead = conn.execute("SELECT COUNT(*) FROM items WHERE seq > ?", (maxseq,)).fetchone()[0]
+        ahead = conn.execute(
+            "SELECT ns, key FROM items WHERE seq > ? ORDER BY ns, key", (maxseq,)
+        ).fetchall()
         if ahead:
-            problems.append(f"{ahead} items carry a seq beyond the change log's last ({maxseq})")
-        return problems, checked
+            problems.append(
+                f"{len(ahead)} items carry a seq beyond the change log's last ({maxseq}): "
+                f"{self._names(conn, ahead)}"
+            )
+        return problems
+
+    def _check_log_items(self, conn: sqlite3.Connection) -> list[str]:
+        """Reverse: each key's newest retained change row is what the items table holds."""
+        rows = conn.execute(
+            "SELECT c.ns, c.key, c.op, c.version, c.seq, i.seq, i.version FROM changes c "
+            "JOIN (SELECT MAX(seq) AS seq FROM changes GROUP BY ns, key) last "
+            "ON last.seq = c.seq LEFT JOIN items i ON i.ns = c.ns AND i.key = c.key "
+            f"WHERE (c.op = {OP_PUT} AND (i.key IS NULL OR i.seq != c.seq "
+            "OR i.version != c.version)) OR (c.op != ? AND i.key IS NOT NULL) "
+            "ORDER BY c.seq",
+            (OP_PUT,),
+        ).fetchall()
+        gone = [r for r in rows if r[2] == OP_PUT and r[5] is None]
+        stale = [r for r in rows if r[2] == OP_PUT and r[5] is not None]
+        undead = [r for r in rows if r[2] != OP_PUT]
+        problems: list[str] = []
+        if gone:
+            problems.append(
+                f"{len(gone)} keys were last written by a put in the change log but have no "
+                f"item (and no later delete or expire): {self._names(conn, gone)}"
+            )
+        if stale:
+            problems.append(
+                f"{len(stale)} items differ from their newest change-log row (seq/version): "
+                + self._names(
+                    conn, stale, lambda r: f" (log: seq {r[4]} v{r[3]}, item: seq {r[5]} v{r[6]})"
+                )
+            )
+        if undead:
+            problems.append(
+                f"{len(undead)} items exist although their newest change-log row is a delete "
+                f"or expire: {self._names(conn, undead)}"
+            )
+        return problems
+
+    def _check_events_step(self, conn: sqlite3.Connection, checked: dict[str, int]) -> list[str]:
+        problems, checked["events"] = self.check_events(conn)
+        return problems
+
+    def _names(
+        self,
+        conn: sqlite3.Connection,
+        rows: Sequence[tuple[Any, ...]],
+        detail: Callable[[tuple[Any, ...]], str] | None = None,
+    ) -> str:
+        """``ns/key`` of the first few rows (``(ns id, key, …)``), for a problem line."""
+        names = dict(conn.execute("SELECT id, name FROM namespaces").fetchall())
+        shown = [
+            f"{names.get(r[0], f'#{r[0]}')}/{r[1]}{detail(r) if detail else ''}"
+            for r in rows[:_SHOWN]
+        ]
+        more = f" … and {len(rows) - _SHOWN} more" if len(rows) > _SHOWN else ""
+        return ", ".join(shown) + more
 
     def close(self) -> None:
         self._closed = True

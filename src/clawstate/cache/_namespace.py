@@ -140,6 +140,12 @@ class NamespaceCache:
         self.l2_hits = 0
         self.l2_misses = 0
         self.backend_reads = 0
+        #: the highest version a pending (acknowledged, unflushed) delete removed: the
+        #: namespace's version floor once it commits (see put_back)
+        self._floor_pending = 0
+        #: per key with a pending delete: the version of the row it saw and whether it
+        #: was live (removed: the key goes on from the floor) or expired (it stays)
+        self._pending_base: dict[str, tuple[int, bool]] = {}
         self.shared_loads = 0
         self.stampede_waits = 0
         self.fills_refused = 0
@@ -539,10 +545,15 @@ class NamespaceCache:
                 state = seen[w.key] if w.key in seen else self._state(w.key, now)
                 if state is not None and state[2] is not None:
                     expiries.append(state[2])
+                # As the backend will assign it (versions never repeat, see
+                # backends/_apply.py): the next one over a live or an expired item, else
+                # above the namespace's version floor, pending deletes included.
                 if state is not None and (state[2] is None or state[2] > now):
                     version, created = state[0] + 1, state[1]
+                elif state is not None:
+                    version, created = state[0] + 1, now
                 else:
-                    version, created = 1, now
+                    version, created = self._version_base(w.key) + 1, now
                 etag = provisional_etag()
                 assert w.value is not None
                 st = StoredItem(self.name, w.key, w.value, version, 0, created, now, w.expires_at)
@@ -564,6 +575,10 @@ class NamespaceCache:
         with self._wlock:
             state = self._state(write.key, now)
             live = state is not None and (state[2] is None or state[2] > now)
+            if state is not None:
+                self._pending_base[write.key] = (state[0], live)
+                if live and state[0] > self._floor_pending:
+                    self._floor_pending = state[0]
             expiries = [state[2]] if state is not None and state[2] is not None else []
             self._queue_back(PendingUnit(self, [write], now, [None], expiries), now)
         return live
@@ -592,6 +607,20 @@ class NamespaceCache:
                     if mine and not wb.lookup(self.name, w.key)[0]:
                         self.l1.drop(w.key)
             raise
+
+    def _version_base(self, key: str) -> int:
+        """What a new version of ``key`` goes on from when this process knows no live
+        item for it, as the backend will decide at the flush: a stored (expired) row's
+        version, else the namespace's version floor — raised by pending deletes."""
+        state = getattr(self._backend, "version_state", None)
+        row, floor = (None, 0) if state is None else state(self.name, key)
+        self.backend_reads += 1
+        floor = max(floor, self._floor_pending)
+        pending = self._pending_base.get(key)
+        if pending is not None:  # the backend still holds the row a pending delete saw
+            version, removed = pending
+            return floor if removed else version
+        return floor if row is None else row
 
     def _state(self, key: str, now: float) -> tuple[int, float, float | None] | None:
         """(version, created_at, expires_at) of the key as this process knows it."""
@@ -626,6 +655,7 @@ class NamespaceCache:
                 held = wb.pending.get((self.name, w.key))
                 if held is None or held[1] is not unit:
                     continue  # a later write-back write owns the entry now
+                self._pending_base.pop(w.key, None)  # the backend knows it now
                 entry: Entry | None = None
                 if item is not None and o.applied:
                     committed = Item(

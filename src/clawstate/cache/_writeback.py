@@ -17,7 +17,10 @@ How it keeps the store's contract for everything else:
   (``scan``, ``query``, ``count``, ``watch``, ``last_seq``, ``sweep``, ``check``,
   ``stats``) flushes first — the facade calls :meth:`WriteBack.flush` (a *barrier*).
 * **The acknowledged Item is a prediction**: its version continues from what this
-  process knows (pending writes, L1, else one backend read), its timestamps are the
+  process knows (pending writes, L1, else one backend read; for a key with no live
+  item, the backend's ``version_state`` — a stored expired row's version, else the
+  namespace's version floor, raised by pending deletes — since versions never repeat
+  across a key's incarnations, docs/backends.md), its timestamps are the
   put's own; its ``etag`` is provisional (``~…``) until the flush, after which the
   cache serves the committed item.  With one writing process the prediction is what
   the backend then assigns; when several processes write the same key, versions may
@@ -29,7 +32,8 @@ How it keeps the store's contract for everything else:
   write-back write's ``updated_at`` (and a new key's ``created_at``) may be up to
   1 ms earlier than its acknowledgement said.  A run is also cut wherever an item the
   run's writes saw would expire inside it, so versions are exactly the predicted
-  ones (a TTL boundary decides whether a write bumps the version or restarts at 1).
+  ones (a TTL boundary decides whether a write keeps ``created_at`` or starts a new
+  incarnation).
   A ``put_many`` is always inside one unit, so it stays atomic.  Without merging, a
   flush would make one commit per write and fall behind a busy writer.
 * **The delay is a bound, not a hope**: when the oldest pending write is older than

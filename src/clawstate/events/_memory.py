@@ -162,10 +162,9 @@ class MemoryEventRows:
             return None
         return self.events_insert(stream, expected + 1, events, recorded_at)
 
-    def event_find(self, event_id: str) -> tuple[str, int, int] | None:
+    def event_find(self, event_id: str) -> EventRow | None:
         stage = self._stage()
-        row = stage.ids.get(event_id) or stage.events.ids.get(event_id)
-        return None if row is None else (row[1], row[2], row[0])
+        return stage.ids.get(event_id) or stage.events.ids.get(event_id)
 
     def stream_meta_get(self, stream: str) -> StreamMeta | None:
         stage = self._stage()

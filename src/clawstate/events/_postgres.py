@@ -161,9 +161,8 @@ SQL: Final[dict[str, str]] = {
         "SELECT stream, max_age, max_count, truncate_before FROM {s}.event_streams "
         "WHERE stream = ANY(%b::text[])"
     ),
-    "ev_prefetch_ids": (
-        "SELECT id, stream, version, position FROM {s}.events WHERE id = ANY(%b::text[])"
-    ),
+    # Content too: a retried append is recognised by its events' content.
+    "ev_prefetch_ids": f"SELECT {_COLS} FROM {{s}}.events WHERE id = ANY(%b::text[])",
     "ev_insert": """
 INSERT INTO {s}.events (position, stream, version, id, type, schema_version, data,
                         metadata, recorded_at)
@@ -186,7 +185,7 @@ ON CONFLICT (stream) DO UPDATE SET max_age = excluded.max_age,
     "ev_meta": (
         "SELECT max_age, max_count, truncate_before FROM {s}.event_streams WHERE stream = %s"
     ),
-    "ev_find": "SELECT stream, version, position FROM {s}.events WHERE id = %s",
+    "ev_find": f"SELECT {_COLS} FROM {{s}}.events WHERE id = %s",
     "ev_append_fast": APPEND_FAST,
     "ev_append_one": APPEND_ONE,
     "ev_read_all": (
@@ -244,8 +243,8 @@ class EventPrefetch:
     def __init__(self) -> None:
         self.versions: dict[str, int] = {}
         self.meta: dict[str, StreamMeta | None] = {}
-        #: every id the batch names: where it is, or None (checked: not in the log)
-        self.ids: dict[str, tuple[str, int, int] | None] = {}
+        #: every id the batch names: its stored event, or None (checked: not in the log)
+        self.ids: dict[str, EventRow | None] = {}
 
 
 class PostgresEventRows:
@@ -328,7 +327,7 @@ class PostgresEventRows:
                 recorded_at,
             )
             self.ev_rows.append(row)
-            self._ev_set("ev_id", ids, e.id, (stream, version + i, first + i))
+            self._ev_set("ev_id", ids, e.id, row)
         self.pos = first + len(events) - 1
         self._ev_set("ev_ver", self.ev.versions, stream, version + len(events) - 1)
         return first
@@ -340,14 +339,14 @@ class PostgresEventRows:
             return None
         return self.events_insert(stream, expected + 1, events, recorded_at)
 
-    def event_find(self, event_id: str) -> tuple[str, int, int] | None:
+    def event_find(self, event_id: str) -> EventRow | None:
         ids = self.ev.ids
         if event_id in ids:
             return ids[event_id]
         r = self.conn.execute(
-            f"SELECT stream, version, position FROM {self._s}.events WHERE id = %s", (event_id,)
+            f"SELECT {_COLS} FROM {self._s}.events WHERE id = %s", (event_id,)
         ).fetchone()
-        found = None if r is None else (str(r[0]), int(r[1]), int(r[2]))
+        found = None if r is None else _row(r)
         if found is not None:
             ids[event_id] = found
         return found
@@ -409,8 +408,8 @@ def prefetch_events(
             out.meta[str(r[0])] = _meta(r[1:])
         if c_ids is not None:
             out.ids = dict.fromkeys(ids)
-            for eid, stream, version, position in c_ids.fetchall():
-                out.ids[str(eid)] = (str(stream), int(version), int(position))
+            for r in c_ids.fetchall():
+                out.ids[str(r[3])] = _row(r)
         return out
 
     return collect

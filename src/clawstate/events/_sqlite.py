@@ -201,11 +201,9 @@ class SQLiteEventRows:
                 return False
         return True
 
-    def event_find(self, event_id: str) -> tuple[str, int, int] | None:
-        r = self.conn.execute(
-            "SELECT stream, version, position FROM events WHERE id = ?", (event_id,)
-        ).fetchone()
-        return None if r is None else (r[0], r[1], r[2])
+    def event_find(self, event_id: str) -> EventRow | None:
+        r = self.conn.execute(f"SELECT {_COLS} FROM events WHERE id = ?", (event_id,)).fetchone()
+        return None if r is None else (r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8])
 
     def stream_meta_get(self, stream: str) -> StreamMeta | None:
         return _meta(

@@ -78,14 +78,15 @@ class AsyncEventStore:
     async def append(
         self, stream: str, events: Sequence[Event], *, expected_version: ExpectedVersion = ANY
     ) -> AppendResult:
+        # As given: the facade checks the shape (list("abc") would hide a str).
         return await self._run(
-            self._events.append, stream, list(events), expected_version=expected_version
+            self._events.append, stream, events, expected_version=expected_version
         )
 
     async def append_many(
         self, appends: Iterable[tuple[str, Sequence[Event], ExpectedVersion]]
     ) -> list[AppendResult]:
-        return await self._run(self._events.append_many, list(appends))
+        return await self._run(self._events.append_many, appends)
 
     async def read(
         self,

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import msgspec
 
-from .._validate import check_key
+from .._validate import check_int, check_key
 from ..config import check_namespace_name
 from ..errors import ClawStateError, InvalidRequest, VersionConflict
 from ..types import RecordedEvent
@@ -269,8 +269,7 @@ class ProjectionRunner:
     """
 
     def __init__(self, events: EventStore, projections: list[Projection], *, batch: int = 500):
-        if type(batch) is not int or batch < 1:
-            raise InvalidRequest("batch", f"must be an integer >= 1, got {batch!r}")
+        check_int(batch, "batch", 1)  # a SQL LIMIT: past 64 bits the driver overflows
         self._events = events
         self._store = events.store
         self._batch = batch

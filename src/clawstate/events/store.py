@@ -25,7 +25,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from .._validate import check_key
+from .._validate import (
+    INT64_MAX,
+    check_collection,
+    check_flag,
+    check_int,
+    check_key,
+    check_limit,
+    check_position,
+    shown,
+)
 from ..backends.base import (
     EXPECT_ANY,
     EXPECT_EXISTS,
@@ -69,6 +78,12 @@ PROJECTIONS_NS = "_projections"
 SUBSCRIPTIONS_NS = "_subscriptions"
 SYSTEM_NAMESPACES = frozenset({SNAPSHOTS_NS, PROJECTIONS_NS, SUBSCRIPTIONS_NS})
 
+#: The largest ``schema_version``: PostgreSQL keeps it in an ``integer`` column (32-bit),
+#: and every backend takes the same values.
+MAX_SCHEMA_VERSION = (1 << 31) - 1
+#: The largest ``expected_version``: the append writes ``expected + 1``, a 64-bit integer.
+MAX_EXPECTED = INT64_MAX - 1
+
 _ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _EXPECTED = {"any": EXPECT_ANY, "no_stream": 0, "stream_exists": EXPECT_EXISTS}
 _json_encode = msgspec.json.encode
@@ -109,9 +124,14 @@ class StreamMetadata(msgspec.Struct, frozen=True):
 
 
 def expected_code(expected: Any) -> int:
-    """The backend code of a public ``expected_version`` (:data:`~clawstate.ExpectedVersion`)."""
+    """The backend code of a public ``expected_version`` (:data:`~clawstate.ExpectedVersion`).
+
+    A version is bounded like every other 64-bit number (:func:`check_int`): past it the
+    driver would raise ``OverflowError`` instead of a refusal naming the field.  The
+    bound is 2**63-2, because the append writes version ``expected + 1``.
+    """
     if type(expected) is int:
-        if expected >= 0:
+        if 0 <= expected <= MAX_EXPECTED:
             return expected
     elif isinstance(expected, str):
         code = _EXPECTED.get(expected)
@@ -119,7 +139,9 @@ def expected_code(expected: Any) -> int:
             return code
     raise InvalidRequest(
         "expected_version",
-        f"must be a version >= 0, clawstate.NO_STREAM, STREAM_EXISTS or ANY; got {expected!r}",
+        f"must be a version (an integer from 0 to {MAX_EXPECTED}), clawstate.NO_STREAM, "
+        f"STREAM_EXISTS or ANY; got {shown(expected)}",
+        limit=MAX_EXPECTED,
     )
 
 
@@ -150,6 +172,7 @@ def _json_text(i: int, what: str, value: Any) -> bytes:
         return _json_encode(value)
     except InvalidRequest as exc:
         reason = str(exc).split(": ", 1)[-1].replace("value at $", "$", 1)
+        reason = reason.replace("value has ", "has ", 1)
         raise InvalidRequest(f"events[{i}].{what}", reason) from None
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         # Lone surrogates and the like: _check_json admits every str.
@@ -231,10 +254,8 @@ class EventStore:
                     limit=max_bytes,
                 )
             sv = ev.schema_version
-            if type(sv) is not int or sv < 1:
-                raise InvalidRequest(
-                    f"events[{i}].schema_version", f"must be an integer >= 1, got {sv!r}"
-                )
+            if type(sv) is not int or not 1 <= sv <= MAX_SCHEMA_VERSION:
+                check_int(sv, f"events[{i}].schema_version", 1, MAX_SCHEMA_VERSION)
             out.append(
                 EventRecord(
                     _event_id(i, ev.id),
@@ -291,6 +312,7 @@ class EventStore:
         """Several appends, to one or more streams, committed atomically: if one
         expected version fails, nothing is written.  ``appends`` holds
         ``(stream, events, expected_version)`` triples."""
+        check_collection(appends, "appends", "a list of (stream, events, expected_version)")
         writes: list[EventWrite] = []
         for i, item in enumerate(appends):
             if not isinstance(item, tuple) or len(item) != 3:
@@ -326,8 +348,8 @@ class EventStore:
         ):
             raise InvalidRequest("max_age", f"must be a number of seconds > 0, got {max_age!r}")
         for field, value in (("max_count", max_count), ("truncate_before", truncate_before)):
-            if value is not None and (type(value) is not int or value < 1):
-                raise InvalidRequest(field, f"must be an integer >= 1, got {value!r}")
+            if value is not None:
+                check_int(value, field, 1)
         meta = StreamMeta(None if max_age is None else float(max_age), max_count, truncate_before)
         o = self._write([EventWrite(stream, code, [], meta)])[0]
         return StreamMetadata(stream, o.version, meta.max_age, max_count, truncate_before)
@@ -372,10 +394,11 @@ class EventStore:
         backwards: the last), at most ``limit`` (default: all).  An unknown stream
         reads as empty."""
         _check_stream(stream, self._max_stream)
-        if from_version is not None and (type(from_version) is not int or from_version < 0):
-            raise InvalidRequest("from_version", f"must be an integer >= 0, got {from_version!r}")
-        if limit is not None and (type(limit) is not int or limit < 1):
-            raise InvalidRequest("limit", f"must be an integer >= 1, got {limit!r}")
+        if from_version is not None:
+            check_position(from_version, "from_version")
+        if limit is not None:
+            check_int(limit, "limit", 1)
+        check_flag(backwards, "backwards")  # "no" is truthy
         now = self._clock()
         if limit is not None:
             return self._decode(
@@ -498,17 +521,11 @@ class EventStore:
 
 
 def _check_position(value: Any, field: str) -> int:
-    if type(value) is not int or value < 0:
-        raise InvalidRequest(field, f"must be an integer >= 0, got {value!r}")
-    return value
+    return check_position(value, field)
 
 
 def _check_limit(limit: Any, maximum: int) -> int:
-    if type(limit) is not int or not 1 <= limit <= maximum:
-        raise InvalidRequest(
-            "limit", f"must be between 1 and {maximum}, got {limit!r}", limit=maximum
-        )
-    return limit
+    return check_limit(limit, maximum)
 
 
 def _check_filter(flt: Any) -> None:

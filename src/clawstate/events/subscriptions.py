@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .._validate import check_key
+from .._validate import INT64_MAX, check_int, check_key, check_position, check_timeout, shown
 from ..errors import InvalidRequest
 from ..types import RecordedEvent
 from .store import SUBSCRIPTIONS_NS, EventFilter, _check_filter
@@ -57,22 +57,19 @@ class Subscription(Iterator[RecordedEvent]):
         checkpoint_every: int = 100,
     ) -> None:
         _check_filter(filter)
-        if timeout is not None and not (isinstance(timeout, int | float) and timeout >= 0):
-            raise InvalidRequest("timeout", f"must be >= 0 seconds, got {timeout!r}")
-        if type(batch) is not int or batch < 1:
-            raise InvalidRequest("batch", f"must be an integer >= 1, got {batch!r}")
-        if type(checkpoint_every) is not int or checkpoint_every < 1:
-            raise InvalidRequest(
-                "checkpoint_every", f"must be an integer >= 1, got {checkpoint_every!r}"
-            )
+        if timeout is not None:
+            check_timeout(timeout)
+        check_int(batch, "batch", 1)  # a SQL LIMIT: past 64 bits the driver overflows
+        check_int(checkpoint_every, "checkpoint_every", 1)
         if from_position == "end":
             start = events.last_position
-        elif type(from_position) is int and from_position >= 0:
-            start = from_position
-        else:
+        elif isinstance(from_position, str):
             raise InvalidRequest(
-                "from_position", f'must be an integer >= 0 or "end", got {from_position!r}'
+                "from_position",
+                f'must be "end" or an integer from 0 to {INT64_MAX}, got {shown(from_position)}',
             )
+        else:
+            start = check_position(from_position, "from_position")
         self._events = events
         self._log = events._log
         self.name = name

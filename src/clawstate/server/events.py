@@ -34,13 +34,14 @@ from litestar import Request, get, post
 from litestar.params import Parameter
 from litestar.types import ASGIApp
 
-from .._validate import check_key
+from .._validate import check_key, parse_int
 from .._wire import SSE, AppendEvents, AppendResult, EventPage, StreamEvents, unquote_key
-from ..errors import Forbidden, InvalidRequest
+from ..errors import Forbidden
 from ..events.store import EventFilter, EventStore, _check_filter, _check_limit
 from ..store import Store
 from ..types import RecordedEvent
 from .app import (
+    HeartbeatParam,
     RawStream,
     ServerState,
     _audit_denial,
@@ -53,6 +54,8 @@ from .app import (
     _reply,
     _responses,
     _state,
+    _strict_ints,
+    heartbeat_seconds,
 )
 
 __all__ = ["EVENT_ROUTES"]
@@ -87,13 +90,7 @@ def _position(value: str | None, es: EventStore, field: str = "from_position") -
         return 0
     if value == "end":
         return es.last_position
-    try:
-        pos = int(value)
-    except ValueError:
-        raise InvalidRequest(field, f'must be an integer >= 0 or "end", got {value!r}') from None
-    if pos < 0:
-        raise InvalidRequest(field, f"must be an integer >= 0, got {pos}")
-    return pos
+    return parse_int(value, field)  # 0 to 2**63-1, as every position
 
 
 def _filter(stream_prefix: str, types: list[str] | None) -> EventFilter | None:
@@ -154,6 +151,7 @@ async def read_stream(
     st, ctx = _state(request), _ctx(request)
     name = _stream_name(stream, ctx.store)
     es = _events_of(ctx.store)
+    _strict_ints(request, "from_version", "limit")
     events = await st.run(es.read, name, from_version, backwards=backwards, limit=limit)
     return _reply(request, StreamEvents(events))
 
@@ -185,7 +183,7 @@ Timeout = Annotated[
         description="SSE: end after this many seconds without an event (omit: never).",
     ),
 ]
-Heartbeat = Annotated[float | None, Parameter(query="heartbeat", required=False, gt=0, le=3600)]
+Heartbeat = HeartbeatParam
 LastEventId = Annotated[str | None, Parameter(header="last-event-id", required=False)]
 
 
@@ -196,24 +194,25 @@ async def _global(
     stream_prefix: str,
     types: list[str] | None,
     timeout: float | None,
-    heartbeat: float | None,
+    heartbeat: str | None,
     last_event_id: str | None,
     sse: bool,
 ) -> ASGIApp:
     await _require_all_read(request)
     st, ctx = _state(request), _ctx(request)
+    beat = heartbeat_seconds(heartbeat, st.settings)  # bounded: a floor and a ceiling
     es = _events_of(ctx.store)
     flt = _filter(stream_prefix, types)
+    _strict_ints(request, "limit")
     if last_event_id:
-        if not last_event_id.isascii() or not last_event_id.isdigit():
-            raise InvalidRequest("last-event-id", "must be an event position (an integer)")
-        after = int(last_event_id)
+        # Checked before the stream starts: a position past 64 bits used to fail inside
+        # the stream, which then closed without its ``end`` event.
+        after = parse_int(last_event_id, "last-event-id")
     else:
         after = await st.run(_position, from_position, es)
     if not sse:
         events, end = await st.run(_page, es, after, limit, flt)
         return _reply(request, EventPage(events, end))
-    beat = min(heartbeat or st.settings.heartbeat, st.settings.heartbeat)
     return RawStream(
         _stream(st, es, after, flt, timeout, beat),
         SSE,

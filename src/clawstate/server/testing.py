@@ -8,8 +8,16 @@ With ``test_control=True`` the process gets ``CLAWSTATE_TEST_CONTROL=1`` — the
 switch that enables ``POST /_test/stores`` (a fresh, empty store per conformance test,
 chosen per request by the ``Clawstate-Test-Store`` header) and the per-request test clock
 (``Clawstate-Test-Clock``, sent by a client opened with ``clock=``).  Never set that
-variable on a real server.  :meth:`ServerProcess.store_factory` builds the
-``store_factory(clock=None, **options)`` the conformance suites expect.
+variable on a real server (it logs a warning at start).  Everything else — the write
+batching above all — runs exactly as in production.
+
+:meth:`ServerProcess.store_factory` builds the ``store_factory(clock=None, **options)``
+the conformance suites expect.  Its ``options`` are the test's store settings
+(``namespaces=`` policies, ``limits=``, ``idempotency_window=``…), declared when the test
+store is created and validated like a ``clawstate.toml``: that is how a test over HTTP
+gets a namespace policy, since no request may set one.  Settings that name a place
+(``url``, ``keyring``, a ``cache_l2`` URL) are refused by the server: a test store is
+always a fresh SQLite file, with its own keyring, in the server's own directory.
 """
 
 from __future__ import annotations
@@ -209,10 +217,14 @@ class ServerProcess:
         asynchronous: bool = False,
         defaults: dict[str, Any] | None = None,
     ) -> Callable[..., Any]:
-        """``factory(clock=None, **options)`` → a client on a fresh server-side store."""
+        """``factory(clock=None, **options)`` → a client on a fresh server-side store.
+
+        A ``keyring=`` option (a path on the test's side, as the suites pass for an
+        in-process store) is not sent: the server gives each test store its own."""
         from .. import _open
 
         def factory(clock: Callable[[], float] | None = None, **options: Any) -> Any:
+            options.pop("keyring", None)
             sid = self.new_test_store({**(defaults or {}), **options})
             opener = _open.open_async if asynchronous else _open.open
             store = opener(

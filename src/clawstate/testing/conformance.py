@@ -51,6 +51,9 @@ __all__ = [
     "AsyncStoreConformance",
     "AsyncStoreFactory",
     "Clock",
+    "IdempotencyScopeConformance",
+    "KeepTtlConformance",
+    "NoVersionReuseConformance",
     "Snapshot",
     "StoreConformance",
     "StoreFactory",
@@ -169,7 +172,296 @@ UNICODE_KEYS = [
 ]
 
 
-class StoreConformance:
+#: How the earlier incarnation of a key ends (see NoVersionReuseConformance).
+REMOVALS = (
+    "delete",
+    "delete_if_version",
+    "idempotent_delete",
+    "tx_delete",
+    "delete_many",
+    "expire_overwrite",
+    "expire_sweep",
+)
+#: How the key is then written again.
+RECREATES = ("put", "if_absent", "put_many", "tx_put")
+
+
+class NoVersionReuseConformance:
+    """No ABA: a version check never succeeds against another incarnation of a key.
+
+    Versions are compared as numbers, so a key deleted at version 3 and re-created
+    at version 1 would let a client holding version 1 or 2 of the *old* incarnation
+    overwrite or delete the new one.  Every way a key can end (delete, conditional
+    or idempotent delete, a transaction's delete, several deletes in one unit,
+    expiry with and without the sweep) is tried against every way it can come back
+    (put, create-only put, put_many, a transaction's put); every old version must
+    then fail ``if_version`` on put and delete, changing nothing.  Part of
+    :class:`StoreConformance` (its ``store`` and ``clock`` fixtures).
+    """
+
+    @staticmethod
+    def _versions_refused(store: Store, ns: Namespace, key: str, old: list[int]) -> None:
+        current = ns.get(key)
+        assert current is not None
+        assert current.version > max(old), (key, current.version, old)
+        before = snapshot(store)
+        for version in old:
+            with pytest.raises(VersionConflict) as info:
+                ns.put(key, "stale write", if_version=version)
+            assert (info.value.expected, info.value.actual) == (version, current.version)
+            with pytest.raises(VersionConflict):
+                ns.delete(key, if_version=version)
+            with pytest.raises(VersionConflict), store.transaction() as tx:
+                tx.namespace(ns.name).put(key, "stale write", if_version=version)
+        assert snapshot(store) == before, "a refused stale version check changed the store"
+
+    @pytest.mark.parametrize("recreate", RECREATES)
+    @pytest.mark.parametrize("removal", REMOVALS)
+    def test_old_versions_fail_against_a_new_incarnation(
+        self, store: Store, clock: FakeClock, removal: str, recreate: str
+    ) -> None:
+        ns = store.namespace("aba")
+        keys = ["k0", "k1"]
+        ttl = 5 if removal.startswith("expire") else None
+        old = {k: [ns.put(k, i, ttl=ttl).version for i in range(3)] for k in keys}
+        assert old == {k: [1, 2, 3] for k in keys}
+        if removal == "delete":
+            assert all(ns.delete(k) for k in keys)
+        elif removal == "delete_if_version":
+            assert all(ns.delete(k, if_version=3) for k in keys)
+        elif removal == "idempotent_delete":
+            assert all(ns.delete(k, idempotency_key=f"del-{k}") for k in keys)
+        elif removal == "tx_delete":
+            for k in keys:
+                with store.transaction() as tx:
+                    tx.namespace("aba").delete(k)
+        elif removal == "delete_many":
+            with store.transaction() as tx:
+                for k in keys:
+                    tx.namespace("aba").delete(k, if_version=3)
+            assert tx.result == [True, True]
+        else:
+            clock.advance(5)
+            if removal == "expire_sweep":
+                assert store.sweep()["expired"] == 2
+        assert all(ns.get(k) is None for k in keys)
+        if recreate == "put":
+            new = [ns.put(k, "new") for k in keys]
+        elif recreate == "if_absent":
+            new = [ns.put(k, "new", if_absent=True) for k in keys]
+        elif recreate == "put_many":
+            new = ns.put_many({k: "new" for k in keys})
+        else:
+            with store.transaction() as tx:
+                for k in keys:
+                    tx.namespace("aba").put(k, "new")
+            new = [r for r in tx.result if isinstance(r, Item)]
+        assert [it.version for it in new] == [4, 4]
+        for k in keys:
+            self._versions_refused(store, ns, k, old[k])
+
+    def test_delete_and_recreate_in_one_transaction(self, store: Store) -> None:
+        ns = store.namespace("aba")
+        old = [ns.put("k", i).version for i in range(2)]
+        with store.transaction() as tx:
+            tx.namespace("aba").delete("k", if_version=2)
+            tx.namespace("aba").put("k", "new")
+        assert tx.result[0] is True
+        again = tx.result[1]
+        assert isinstance(again, Item) and again.version == 3
+        self._versions_refused(store, ns, "k", old)
+
+    def test_every_incarnation_gets_new_versions(self, store: Store, clock: FakeClock) -> None:
+        """Several lives of one key, ended every way in turn: no version ever repeats."""
+        ns = store.namespace("aba")
+        given: list[int] = []
+        for life in range(6):
+            given += [ns.put("k", life, ttl=5).version, ns.put("k", life, ttl=5).version]
+            if life % 3 == 0:
+                assert ns.delete("k") is True
+            else:
+                clock.advance(5)
+                if life % 3 == 1:
+                    store.sweep()
+        assert given == sorted(set(given)), given
+        ns.put("k", "last")
+        self._versions_refused(store, ns, "k", given)
+
+    def test_a_namespace_without_removals_starts_keys_at_1(self, store: Store) -> None:
+        """The floor is per namespace: another namespace's deletes do not show in this
+        one's versions (a tenant learns nothing of another's deletes from them)."""
+        other = store.namespace("other")
+        for i in range(3):
+            other.put("k", i)
+        other.delete("k")
+        assert other.put("k2", 1).version == 4
+        assert store.namespace("fresh").put("k", 1).version == 1
+
+    def test_a_key_that_was_never_removed_still_counts_from_1(self, store: Store) -> None:
+        ns = store.namespace("aba")
+        assert ns.put("old", 1).version == 1
+        ns.put("gone", 1)
+        ns.put("gone", 2)
+        ns.delete("gone")
+        assert ns.put("old", 2).version == 2  # a live key goes on from its own version
+        assert ns.put("new", 1).version == 3  # a new key starts above the removed ones
+
+    def test_delete_of_an_expired_row_then_recreate(self, store: Store, clock: FakeClock) -> None:
+        ns = store.namespace("aba")
+        old = [ns.put("k", i, ttl=5).version for i in range(2)]
+        clock.advance(5)
+        assert ns.delete("k") is False
+        assert ns.put("k", "new").version == 3
+        self._versions_refused(store, ns, "k", old)
+
+
+class IdempotencyScopeConformance:
+    """Idempotency keys are scoped to what a request writes, never store-wide.
+
+    The same key sent for writes to another namespace is another request: it
+    applies, and nothing about the first (that the key was used, for what, where)
+    reaches its caller — a token for one namespace cannot probe or squat another's
+    keys.  A retry to the same namespaces is still recognised.  Part of
+    :class:`StoreConformance`.
+    """
+
+    def test_same_key_in_two_namespaces_applies_both(self, store: Store) -> None:
+        a, b = store.namespace("a1"), store.namespace("secret")
+        first = a.put("k1", "a's value", idempotency_key="req-1")
+        other = b.put("k1", "secret value", idempotency_key="req-1")
+        assert (first.version, other.version) == (1, 1)
+        assert a.get("k1").value == "a's value"  # type: ignore[union-attr]
+        assert b.get("k1").value == "secret value"  # type: ignore[union-attr]
+        seq = store.last_seq
+        assert a.put("k1", "a's value", idempotency_key="req-1").etag == first.etag
+        assert b.put("k1", "secret value", idempotency_key="req-1").etag == other.etag
+        assert store.last_seq == seq
+
+    @pytest.mark.parametrize("kind", ["put", "put_many", "delete", "transaction"])
+    def test_each_write_kind_is_scoped_by_its_namespaces(self, store: Store, kind: str) -> None:
+        def run(name: str) -> object:
+            ns = store.namespace(name)
+            if kind == "put":
+                return ns.put("k", 1, idempotency_key="shared").version
+            if kind == "put_many":
+                return [it.version for it in ns.put_many({"k": 1}, idempotency_key="shared")]
+            if kind == "delete":
+                ns.put("k", 0)
+                return ns.delete("k", idempotency_key="shared")
+            with store.transaction(idempotency_key="shared") as tx:
+                tx.namespace(name).put("k", 1)
+            return [r.version if isinstance(r, Item) else r for r in tx.result]
+
+        first = run("tenant-a")
+        seq = store.last_seq
+        assert run("tenant-b") == first  # applied, on its own
+        assert store.last_seq > seq
+        assert store.namespace("tenant-b").get("k") is not None or kind == "delete"
+
+    def test_a_transaction_is_scoped_by_its_set_of_namespaces(self, store: Store) -> None:
+        def tx_put(names: list[str], value: int) -> list[Item | bool]:
+            with store.transaction(idempotency_key="tx-1") as tx:
+                for name in names:
+                    tx.namespace(name).put("k", value)
+            return tx.result
+
+        first = tx_put(["a", "b"], 1)
+        assert tx_put(["a", "b"], 1) == first  # the same request: a retry
+        seq = store.last_seq
+        alone = tx_put(["a"], 2)  # another set: another request
+        assert store.last_seq == seq + 1
+        assert isinstance(alone[0], Item) and alone[0].value == 2
+
+    def test_refusals_never_name_another_namespace(self, store: Store) -> None:
+        store.namespace("secret-ns").put("hidden-key", "x", idempotency_key="req-7")
+        mine = store.namespace("mine")
+        mine.put("k", 1, idempotency_key="req-7")
+        for attempt in (
+            lambda: mine.put("k", 2, idempotency_key="req-7"),
+            lambda: mine.put("other", 1, idempotency_key="req-7"),
+            lambda: mine.delete("k", idempotency_key="req-7"),
+        ):
+            err = assert_refused(store, "idempotency_key", attempt)
+            for leak in ("secret-ns", "hidden-key"):
+                assert leak not in str(err), str(err)
+
+
+class KeepTtlConformance:
+    """``put`` without ``ttl`` drops an existing expiry (as Redis ``SET``);
+    ``keep_ttl=True`` keeps the live item's expiry instead (``SET … KEEPTTL``), on
+    every path a put takes.  Part of :class:`StoreConformance`."""
+
+    @pytest.mark.parametrize("how", ["put", "if_version", "transaction", "idempotent"])
+    def test_keep_ttl_keeps_the_live_expiry(self, store: Store, clock: FakeClock, how: str) -> None:
+        ns = store.namespace("ttl")
+        t0 = clock()
+        first = ns.put("k", 1, ttl=30)
+        clock.advance(10)
+        if how == "put":
+            item = ns.put("k", 2, keep_ttl=True)
+        elif how == "if_version":
+            item = ns.put("k", 2, keep_ttl=True, if_version=first.version)
+        elif how == "idempotent":
+            item = ns.put("k", 2, keep_ttl=True, idempotency_key="keep-1")
+            assert ns.put("k", 2, keep_ttl=True, idempotency_key="keep-1").etag == item.etag
+        else:
+            with store.transaction() as tx:
+                tx.namespace("ttl").put("k", 2, keep_ttl=True)
+            got = tx.result[0]
+            assert isinstance(got, Item)
+            item = got
+        assert (item.version, item.expires_at) == (2, t0 + 30)
+        stored = ns.get("k")
+        assert stored is not None and stored.expires_at == t0 + 30 and stored.value == 2
+        clock.advance(20)
+        assert ns.get("k") is None
+
+    def test_put_without_keep_ttl_drops_the_expiry(self, store: Store, clock: FakeClock) -> None:
+        ns = store.namespace("ttl")
+        ns.put("k", 1, ttl=30)
+        assert ns.put("k", 2).expires_at is None
+        clock.advance(100)
+        assert ns.get("k") is not None
+
+    def test_keep_ttl_without_a_live_expiry(self, store: Store, clock: FakeClock) -> None:
+        ns = store.namespace("ttl")
+        assert ns.put("new", 1, keep_ttl=True).expires_at is None  # nothing to keep
+        ns.put("forever", 1)
+        assert ns.put("forever", 2, keep_ttl=True).expires_at is None
+        ns.put("dead", 1, ttl=5)
+        clock.advance(5)
+        again = ns.put("dead", 2, keep_ttl=True)  # an expired item has no expiry to keep
+        assert again.expires_at is None
+        clock.advance(1000)
+        assert [ns.get(k) is not None for k in ("new", "forever", "dead")] == [True] * 3
+
+    def test_keep_ttl_with_a_default_ttl(self, open_store: StoreFactory, clock: FakeClock) -> None:
+        store = open_store(clock=clock, namespaces={"sessions": {"default_ttl": 60}})
+        sessions = store.namespace("sessions")
+        t0 = clock()
+        sessions.put("s1", 1, ttl=10)
+        clock.advance(5)
+        assert sessions.put("s1", 2, keep_ttl=True).expires_at == t0 + 10
+        assert sessions.put("s2", 1, keep_ttl=True).expires_at == clock() + 60
+
+    @pytest.mark.parametrize("bad", ["yes", 1, None, "true"])
+    def test_keep_ttl_must_be_a_bool(self, store: Store, bad: Any) -> None:
+        ns = store.namespace("ttl")
+        assert_refused(store, "keep_ttl", lambda: ns.put("k", 1, keep_ttl=bad))
+
+    def test_keep_ttl_with_ttl_is_refused(self, store: Store) -> None:
+        ns = store.namespace("ttl")
+        ns.put("k", 1, ttl=30)
+        assert_refused(store, "keep_ttl", lambda: ns.put("k", 2, ttl=5, keep_ttl=True))
+
+        def in_tx() -> None:
+            with store.transaction() as tx:
+                tx.namespace("ttl").put("k", 2, ttl=5, keep_ttl=True)
+
+        assert_refused(store, "keep_ttl", in_tx)
+
+
+class StoreConformance(NoVersionReuseConformance, IdempotencyScopeConformance, KeepTtlConformance):
     """The sync facade's contract.  Subclass it where a ``store_factory`` fixture exists."""
 
     # -- fixtures ---------------------------------------------------------------------
@@ -307,7 +599,7 @@ class StoreConformance:
         first = ns.put("k", "v")
         assert ns.delete("k") is True
         again = ns.put("k", "v")
-        assert again.version == 1
+        assert again.version == 2  # never an old incarnation's version (no ABA)
         assert again.etag != first.etag
 
     def test_etag_differs_between_keys(self, store: Store) -> None:
@@ -337,7 +629,7 @@ class StoreConformance:
         clock.advance(5)
         again = ns.put("k", 2)
         assert again.created_at == clock()
-        assert again.version == 1
+        assert again.version == 2
 
     # -- get / get_many ------------------------------------------------------------------
 
@@ -511,7 +803,7 @@ class StoreConformance:
         ns = store.namespace("cas")
         ns.put("k", 1)
         ns.delete("k")
-        assert ns.put("k", 2, if_absent=True).version == 1
+        assert ns.put("k", 2, if_absent=True).version == 2
 
     def test_if_version_with_if_absent_refused(self, store: Store) -> None:
         ns = store.namespace("cas")
@@ -616,14 +908,16 @@ class StoreConformance:
         got = ns.get("k")
         assert got is not None and got.expires_at is None and got.version == 2
 
-    def test_reput_after_expiry_restarts_at_version_1(self, store: Store, clock: FakeClock) -> None:
+    def test_reput_after_expiry_goes_on_at_the_next_version(
+        self, store: Store, clock: FakeClock
+    ) -> None:
         ns = store.namespace("ttl")
         ns.put("k", 1, ttl=5)
         first = ns.put("k", 2, ttl=5)
         assert first.version == 2
         clock.advance(6)
         again = ns.put("k", 3)
-        assert again.version == 1
+        assert again.version == 3  # a new incarnation (created_at restarts), no old version
         assert again.created_at == clock()
         assert again.etag != first.etag
 
@@ -636,7 +930,7 @@ class StoreConformance:
         with pytest.raises(VersionConflict) as info:
             ns.put("k", 2, if_version=1)
         assert info.value.actual is None
-        assert ns.put("k", 3, if_absent=True).version == 1
+        assert ns.put("k", 3, if_absent=True).version == 2
 
     def test_delete_of_expired_item_is_false(self, store: Store, clock: FakeClock) -> None:
         ns = store.namespace("ttl")
@@ -767,11 +1061,6 @@ class StoreConformance:
             store, "idempotency_key", lambda: ns.put("k2", "v1", idempotency_key="req-1")
         )
         assert_refused(store, "idempotency_key", lambda: ns.delete("k", idempotency_key="req-1"))
-        assert_refused(
-            store,
-            "idempotency_key",
-            lambda: store.namespace("elsewhere").put("k", "v1", idempotency_key="req-1"),
-        )
         assert_refused(
             store, "idempotency_key", lambda: ns.put("k", "v1", ttl=5, idempotency_key="req-1")
         )
@@ -1305,10 +1594,10 @@ class StoreConformance:
             ("c", "put", 1),
             ("d", "put", 1),
             ("a", "delete", 2),
-            ("e", "put", 1),
+            ("e", "put", 3),  # new keys start above the namespace's deleted versions
             ("b", "delete", 1),
-            ("t", "put", 1),
-            ("t", "expire", 1),
+            ("t", "put", 3),
+            ("t", "expire", 3),
         ]
         assert [c.seq for c in all_changes(store)] == list(range(1, 11))
 
@@ -1878,7 +2167,21 @@ class AsyncStoreConformance:
         assert [(await ns.put("k", i)).version for i in range(3)] == [1, 2, 3]
         assert await ns.delete("k") is True
         assert await ns.delete("k") is False
-        assert (await ns.put("k", 0)).version == 1
+        assert (await ns.put("k", 0)).version == 4  # never an old incarnation's version
+        await self._sound(astore)
+
+    @pytest.mark.anyio
+    async def test_async_keep_ttl(self, astore: AsyncStore, clock: FakeClock) -> None:
+        ns = astore.namespace("a")
+        t0 = clock()
+        await ns.put("k", 1, ttl=30)
+        clock.advance(10)
+        assert (await ns.put("k", 2, keep_ttl=True)).expires_at == t0 + 30
+        async with astore.transaction() as tx:
+            await tx.namespace("a").put("k", 3, keep_ttl=True)
+        got = await ns.get("k")
+        assert got is not None and (got.value, got.expires_at) == (3, t0 + 30)
+        assert (await ns.put("k", 4)).expires_at is None
         await self._sound(astore)
 
     @pytest.mark.anyio
