@@ -29,6 +29,8 @@ COMMANDS = [
     ["token", "list"],
     ["token", "revoke"],
     ["audit", "verify"],
+    ["audit", "seal"],
+    ["audit", "prune"],
     ["events", "append"],
     ["events", "read"],
     ["events", "tail"],
@@ -160,3 +162,17 @@ def test_conflict_exits_1_and_changes_nothing(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert "VersionConflict" in out.stderr
     assert json.loads(_cli(["get", "cfg", "k", "--value"], tmp_path).stdout) == 1
+
+
+def test_put_keeps_the_expiry_only_when_asked(tmp_path: Path) -> None:
+    """A put without --ttl drops an existing expiry (as Redis SET does); --keep-ttl keeps it."""
+    assert _cli(["put", "n", "k", "1", "--ttl", "3600"], tmp_path).returncode == 0
+    out = _cli(["put", "n", "k", "2", "--keep-ttl"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    kept = json.loads(out.stdout)["expires_at"]
+    assert kept is not None
+    out = _cli(["put", "n", "k", "3"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["expires_at"] is None
+    out = _cli(["put", "n", "k", "4", "--keep-ttl", "--ttl", "5"], tmp_path)
+    assert out.returncode == 2 and "keep_ttl" in out.stderr

@@ -934,7 +934,9 @@ def test_sigkill_loses_nothing_acknowledged(
 ) -> None:
     cycles = int(os.environ.get("CLAWSTATE_TEST_PG_CRASH_CYCLES", "12"))
     store = open_pg()
-    url = url_for(backend_of(store).schema)
+    schema = backend_of(store).schema
+    app = f"crash-{schema}"
+    url = url_for(schema, application_name=app)
     rng = random.Random(int(os.environ.get("CLAWSTATE_TEST_CRASH_SEED", "7")))
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     acked_puts: dict[str, int] = {}
@@ -953,6 +955,7 @@ def test_sigkill_loses_nothing_acknowledged(
         child.send_signal(signal.SIGKILL)
         child.wait()
         assert child.returncode == -signal.SIGKILL
+        _settle(app)
         for doc in _read_log(tmp_path / f"put-{cycle}.log"):
             acked_puts[doc["key"]] = doc["i"]
         for doc in _read_log(tmp_path / f"cas-{cycle}.log"):
@@ -962,6 +965,19 @@ def test_sigkill_loses_nothing_acknowledged(
         if cycle % 4 == 3 or cycle == cycles - 1:
             _verify(store, acked_puts, max_cas, acked_tx)
     assert acked_puts and acked_tx and max_cas > 0, "the child never got a write acknowledged"
+
+
+def _settle(app: str) -> None:
+    """Return once the killed child's server sessions are gone: a COMMIT it sent just
+    before its SIGKILL still commits when the server reads it, and a check that scans
+    two namespaces in two snapshots would otherwise see half of that transaction."""
+    deadline = time.monotonic() + 30
+    with _admin() as conn:
+        while conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (app,)
+        ).fetchone() != (0,):
+            assert time.monotonic() < deadline, "the killed child's sessions linger"
+            time.sleep(0.01)
 
 
 def _verify(

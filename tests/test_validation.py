@@ -484,6 +484,15 @@ class TestSloppyTypes:
     """Item 10: every method taking a key list, a write list or a flag refuses the
     wrong shape with the field named, instead of guessing (or crashing)."""
 
+    @pytest.mark.parametrize("option", ["self", "name"])
+    def test_namespace_options_named_like_parameters_are_unknown_options(
+        self, store: Store, astore: AsyncStore, option: str
+    ) -> None:
+        # The name is positional-only, so these reach option validation instead of
+        # Python's own "got multiple values for argument" TypeError.
+        for opener in (store.namespace, astore.namespace):
+            refused(store, f"namespaces.v.{option}", lambda o=opener: o("v", **{option: 1}))
+
     @pytest.mark.parametrize("keys", NOT_KEY_LISTS)
     def test_get_many_needs_a_list_of_keys(
         self, store: Store, astore: AsyncStore, keys: Any

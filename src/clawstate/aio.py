@@ -235,7 +235,7 @@ class AsyncStore:
     def config(self) -> Any:
         return self._store.config
 
-    def namespace(self, name: str, **options: Any) -> AsyncNamespace:
+    def namespace(self, name: str, /, **options: Any) -> AsyncNamespace:
         if not options and name in self._namespaces:
             return self._namespaces[name]
         ans = AsyncNamespace(self._store.namespace(name, **options), self._run)

@@ -228,6 +228,10 @@ def put(
     key: Annotated[str, typer.Argument(help="Key")],
     value: Annotated[str, typer.Argument(help="JSON value, or - to read it from stdin")],
     ttl: Annotated[float | None, typer.Option(help="Expire after this many seconds")] = None,
+    keep_ttl: Annotated[
+        bool,
+        typer.Option("--keep-ttl", help="Keep the item's current expiry (a put drops it)"),
+    ] = False,
     if_version: Annotated[
         int | None, typer.Option("--if-version", help="Only if the current version is this")
     ] = None,
@@ -241,6 +245,8 @@ def put(
 ) -> None:
     """Store a JSON value and print the new item's metadata.
 
+    A put without --ttl drops an existing expiry (as Redis SET does); --keep-ttl keeps it.
+
     \b
     Example:
       clawstate put carts u42 '{"status": "open", "total": 19.5, "items": [{"sku": "a1"}]}' --ttl 1800
@@ -251,6 +257,7 @@ def put(
             key,
             parsed,
             ttl=ttl,
+            keep_ttl=keep_ttl,
             if_version=if_version,
             if_absent=if_absent,
             idempotency_key=idempotency_key,

@@ -1683,7 +1683,7 @@ class RemoteStore:
     def __repr__(self) -> str:
         return f"<RemoteStore {self.url}>"
 
-    def namespace(self, name: str, **options: Any) -> RemoteNamespace:
+    def namespace(self, name: str, /, **options: Any) -> RemoteNamespace:
         """The namespace ``name`` under the server's policy for it.
 
         ``options`` (the embedded store's per-namespace policy in code) are refused: on a
@@ -1898,7 +1898,7 @@ class AsyncRemoteStore:
     def config(self) -> Config:
         return self._sync.config
 
-    def namespace(self, name: str, **options: Any) -> AsyncRemoteNamespace:
+    def namespace(self, name: str, /, **options: Any) -> AsyncRemoteNamespace:
         """See :meth:`RemoteStore.namespace`: ``options`` are refused."""
         if not options and type(name) is str and name in self._namespaces:
             return self._namespaces[name]

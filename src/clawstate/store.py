@@ -752,7 +752,7 @@ class Store:
 
     # -- namespaces ------------------------------------------------------------------
 
-    def namespace(self, name: str, **options: Any) -> Namespace:
+    def namespace(self, name: str, /, **options: Any) -> Namespace:
         """The namespace ``name``, with its policy from the config (and ``options``)."""
         if not options and type(name) is str:  # an unhashable name must reach the check
             ns = self._namespaces.get(name)

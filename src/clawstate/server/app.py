@@ -2208,8 +2208,12 @@ class Edge:
         scope["cs_h"] = found
         scope["cs_st"] = self.st
         rid = found.get("x-request-id")
+        # isascii first: str.isalnum() also takes "é", "²" or "١", which the ASCII echo
+        # below could not encode (an exception out of the app: found by the fuzz pass).
         if rid is not None and not (
-            0 < len(rid) <= 64 and rid.replace("-", "").replace("_", "").replace(".", "").isalnum()
+            0 < len(rid) <= 64
+            and rid.isascii()
+            and rid.replace("-", "").replace("_", "").replace(".", "").isalnum()
         ):
             rid = None
         if rid is None:
