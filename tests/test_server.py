@@ -477,7 +477,9 @@ def test_audit_log_records_admin_actions_and_denials(
     httpx.get(server.url + "/v1/admin/stats", headers=bearer(reader))  # denied: scope
     report = admin.get("/v1/admin/audit/verify").json()
     assert report["ok"], report["problems"]
-    assert report["records"] >= 3  # token create + two denials (+ everything before)
+    # token create + the scope denial (+ everything before); the unauthenticated denial
+    # is aggregated per address and interval (tests/test_server_audit.py covers it)
+    assert report["records"] >= 2
 
 
 def test_metrics(server: ServerProcess, admin: httpx.Client) -> None:
