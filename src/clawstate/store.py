@@ -473,6 +473,12 @@ class Transaction:
         self._check_open()
         return TxNamespace(self, self._store.namespace(name))
 
+    def _system_namespace(self, name: str) -> TxNamespace:
+        """A reserved namespace (``_audit``, ``_tokens``) inside this transaction: the
+        twin of :meth:`Store._system_namespace`, for the modules that own those names."""
+        self._check_open()
+        return TxNamespace(self, self._store._system_namespace(name))
+
     def _check_open(self) -> None:
         if self._done:
             raise InvalidRequest("transaction", "already committed or rolled back")
@@ -1143,7 +1149,8 @@ class Store:
         """Verify the store's integrity: each backend's own check (items against the
         change log and back), every stored value's header (and with ``deep``, a full
         decode: decryption, decompression), and the server's audit chain when there is
-        one (:func:`clawstate.server.audit.verify`).
+        one (:func:`clawstate.server.audit.verify`, which sees the store only through its
+        own ``AuditStore`` protocol, so this import makes no import loop).
 
         Damaged storage is a finding, not an exception: a part that cannot be read
         (an :class:`IntegrityError` from the backend) is reported and the rest is still

@@ -48,7 +48,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 from cryptography.hazmat.primitives import hashes
@@ -56,7 +56,49 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import ClawStateError, ConfigError, IntegrityError, VersionConflict
 from ..keyring import Keyring
-from ..store import Namespace, Store, TxNamespace
+from ..types import Item, Page
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+
+class AuditNamespace(Protocol):
+    """What the audit chain reads of its namespace."""
+
+    def get(self, key: str) -> Item | None: ...
+
+    def scan(self, *, limit: int, cursor: str | None) -> Page: ...
+
+
+class AuditTxNamespace(Protocol):
+    """What the audit chain writes inside one transaction."""
+
+    def put(
+        self, key: str, value: Any, *, if_version: int | None = ..., if_absent: bool = ...
+    ) -> None: ...
+
+    def delete(self, key: str, *, if_version: int | None = ...) -> None: ...
+
+
+class AuditTransaction(Protocol):
+    def _system_namespace(self, name: str) -> AuditTxNamespace: ...
+
+    def commit(self) -> object: ...
+
+
+class AuditStore(Protocol):
+    """The part of :class:`clawstate.Store` the audit chain uses.  A protocol, not an
+    import: ``Store.check`` verifies the chain through this module, so importing the
+    store here would tie the two into an import loop."""
+
+    config: Config
+
+    def _system_namespace(self, name: str) -> AuditNamespace: ...
+
+    def _keyring_for(self, encrypt: bool) -> Keyring | None: ...
+
+    def transaction(self) -> AuditTransaction: ...
+
 
 __all__ = [
     "AUDIT_NAMESPACE",
@@ -115,7 +157,7 @@ def _pointer(key: bytes, kid: str, what: str, n: int, digest: str) -> dict[str, 
     return {"n": n, "hash": digest, "kid": kid, "mac": _pointer_mac(key, what, n, digest)}
 
 
-def _load_keyring(store: Store, *, create: bool) -> Keyring | None:
+def _load_keyring(store: AuditStore, *, create: bool) -> Keyring | None:
     """The store's own keyring (never a second one): ``store._keyring_for``."""
     try:
         return store._keyring_for(create)
@@ -125,7 +167,7 @@ def _load_keyring(store: Store, *, create: bool) -> Keyring | None:
         return None
 
 
-def _writer_keyring(store: Store, head: dict[str, Any] | None) -> Keyring | None:
+def _writer_keyring(store: AuditStore, head: dict[str, Any] | None) -> Keyring | None:
     """The keyring to seal new records with; None when the store has no keyring and no
     place to keep one (a database URL opened without a config file or ``keyring=``):
     then records are chained by unkeyed hashes, which ``verify`` accepts only while no
@@ -162,7 +204,7 @@ def _writer_keyring(store: Store, head: dict[str, Any] | None) -> Keyring | None
 _warned: list[bool] = []
 
 
-def _record_kid(store: Store, kid: str) -> None:
+def _record_kid(store: AuditStore, kid: str) -> None:
     """Record that this store needs key ``kid`` (the store then refuses to open
     without it, as for encrypted values), where the store keeps such records."""
     record = getattr(store, "_record_key_id", None)
@@ -170,11 +212,11 @@ def _record_kid(store: Store, kid: str) -> None:
         record(store.config.policy_for(AUDIT_NAMESPACE).backend, kid)
 
 
-def _ns(store: Store) -> Namespace:
+def _ns(store: AuditStore) -> AuditNamespace:
     return store._system_namespace(AUDIT_NAMESPACE)
 
 
-def read_head(store: Store) -> tuple[int, str]:
+def read_head(store: AuditStore) -> tuple[int, str]:
     """``(n, hash)`` of the newest record (``(0, GENESIS)`` for an empty log): what
     the server exports to its logs and ``/metrics`` for comparison with a copy."""
     item = _ns(store).get(HEAD)
@@ -185,7 +227,7 @@ def read_head(store: Store) -> tuple[int, str]:
 
 
 def append(
-    store: Store, entries: list[dict[str, Any]], *, keyring: Keyring | None = None
+    store: AuditStore, entries: list[dict[str, Any]], *, keyring: Keyring | None = None
 ) -> list[int]:
     """Append ``entries`` to the chain atomically; returns their record numbers.
 
@@ -195,7 +237,7 @@ def append(
 
 
 def _append(
-    store: Store, entries: list[dict[str, Any]], keyring: Keyring | None = None
+    store: AuditStore, entries: list[dict[str, Any]], keyring: Keyring | None = None
 ) -> tuple[list[int], tuple[int, str]]:
     """:func:`append`, also returning the new head ``(n, hash)``."""
     ns = _ns(store)
@@ -210,7 +252,7 @@ def _append(
                 0, {"action": "audit.keyed", "legacy": {"n": n, "hash": prev}, "ts": time.time()}
             )
         tx = store.transaction()
-        txns = TxNamespace(tx, ns)
+        txns = tx._system_namespace(AUDIT_NAMESPACE)
         numbers: list[int] = []
         if ring is None:  # no keyring anywhere: the old unkeyed hash chain
             for entry in batch:
@@ -244,7 +286,7 @@ def _append(
         return numbers[len(batch) - len(entries) :], (n, prev)
 
 
-def seal(store: Store) -> bool:
+def seal(store: AuditStore) -> bool:
     """Key an old unkeyed chain (append its ``audit.keyed`` record); False when there
     was nothing to do (an empty log, or one already keyed).
 
@@ -310,7 +352,7 @@ def _pointer_ok(keys: _Keys, what: str, value: Any) -> str | None:
     return None
 
 
-def _scan(ns: Namespace) -> Iterator[tuple[str, Any]]:
+def _scan(ns: AuditNamespace) -> Iterator[tuple[str, Any]]:
     cursor: str | None = None
     while True:
         page = ns.scan(limit=1000, cursor=cursor)
@@ -371,7 +413,7 @@ class _Walker:
         self.expected_n = got + 1 if isinstance(got, int) else self.expected_n + 1
 
 
-def verify(store: Store, *, keyring: Keyring | None = None) -> AuditReport:
+def verify(store: AuditStore, *, keyring: Keyring | None = None) -> AuditReport:
     """Walk the whole chain from the checkpoint (or the start) to the head: every
     record must link to the previous one and carry a valid MAC (old unkeyed records:
     a valid hash), and the head and checkpoint must be sealed with the key."""
@@ -444,7 +486,7 @@ class PruneReport(msgspec.Struct):
 
 
 def prune(
-    store: Store,
+    store: AuditStore,
     *,
     keep_days: float | None = None,
     keep_records: int | None = None,
@@ -519,7 +561,7 @@ def prune(
         last_n = walker.expected_n - 1
         kid = ring.primary_id
         tx = store.transaction()
-        txns = TxNamespace(tx, ns)
+        txns = tx._system_namespace(AUDIT_NAMESPACE)
         for key, version in chunk:
             txns.delete(key, if_version=version)
         pointer = _pointer(audit_key(ring, kid), kid, CHECKPOINT, last_n, walker.prev)
@@ -570,7 +612,7 @@ class AuditLog:
 
     def __init__(
         self,
-        store: Store,
+        store: AuditStore,
         *,
         max_queue: int = 10_000,
         failure_interval: float = 60.0,
