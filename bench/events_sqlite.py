@@ -34,7 +34,6 @@ import dataclasses
 import functools
 import json
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -57,6 +56,7 @@ from .harness import (
     fmt_int,
     fresh_dir,
     interleave,
+    threaded_sample,
     time_loop,
 )
 
@@ -427,14 +427,6 @@ def _fsync_bound(settings: Settings) -> Settings:
     return dataclasses.replace(settings, rounds=max(15, settings.rounds * 3), stat="median")
 
 
-def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    if not before:
-        return {}
-    batches = after["batches"] - before["batches"]
-    jobs = after["jobs"] - before["jobs"]
-    return {"mean_batch": jobs / batches if batches else 0.0}
-
-
 def _table(
     case: str,
     title: str,
@@ -551,33 +543,8 @@ def _concurrent_trial(system: Any, threads: int, per_thread: int) -> Callable[[]
         plans = [_plan(f"r{r}-t{t}", per_thread // 5, 5) for t in range(threads)]
         if hasattr(system, "prepare"):
             system.prepare(sorted({s for p in plans for s, _ in p}))
-        barrier = threading.Barrier(threads)
-        starts = [0.0] * threads
-        ends = [0.0] * threads
-        errors: list[BaseException] = []
-        before: dict[str, float] = {}
-
-        def worker(t: int) -> None:
-            try:
-                if barrier.wait() == 0:
-                    before.update(system.stats())
-                barrier.wait()
-                starts[t] = time.perf_counter()
-                system.append_each(plans[t])
-                ends[t] = time.perf_counter()
-            except BaseException as exc:
-                errors.append(exc)
-                barrier.abort()
-
-        pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
-        for th in pool:
-            th.start()
-        for th in pool:
-            th.join()
-        if errors:
-            raise errors[0]
-        ops = sum(len(p) for p in plans)
-        return Sample(ops, max(ends) - min(starts), _delta(before, system.stats()))
+        work = [functools.partial(system.append_each, plans[t]) for t in range(threads)]
+        return threaded_sample(sum(len(p) for p in plans), work, stats=system.stats)
 
     return trial
 

@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ __all__ = [
     "Sample",
     "Settings",
     "Table",
+    "batch_delta",
     "comparison_table",
     "dir_bytes",
     "environment",
@@ -57,6 +59,7 @@ __all__ = [
     "peak_rss_bytes",
     "peak_rss_hwm_bytes",
     "run_child",
+    "threaded_sample",
     "time_loop",
 ]
 
@@ -171,6 +174,72 @@ def interleave(trials: Sequence[tuple[str, Trial]], settings: Settings) -> dict[
         for name, trial in [*trials[shift:], *trials[:shift]]:
             out[name].samples.append(trial())
     return out
+
+
+def batch_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """A round's group-commit figures from a store's stats before and after it.
+
+    ``mean_batch`` is jobs per batch committed during the round; ``largest_batch``
+    (when the stats carry it) is the largest batch so far.  Empty when there was no
+    ``before`` (a system without group-commit stats).
+    """
+    if not before:
+        return {}
+    batches = after["batches"] - before["batches"]
+    jobs = after["jobs"] - before["jobs"]
+    out = {"mean_batch": jobs / batches if batches else 0.0}
+    if "largest_batch" in after:
+        out["largest_batch"] = after["largest_batch"]
+    return out
+
+
+def threaded_sample(
+    ops: int,
+    work: Sequence[Callable[[], object]],
+    *,
+    warm: Sequence[Callable[[], object]] = (),
+    stats: Callable[[], dict[str, float]] | None = None,
+) -> Sample:
+    """One timed round of ``len(work)`` threads, each running its ``work`` callable.
+
+    The threaded trial loop every concurrent case shares: thread ``t`` first runs
+    ``warm[t]`` untimed (e.g. opening its connection), then all threads meet at a
+    barrier, where one of them snapshots ``stats()``; then each times its own
+    ``work[t]``.  The round's time runs from the first thread's start to the last
+    thread's end; its extras are :func:`batch_delta` of the stats around the round.
+    An exception in any thread aborts the barrier and is re-raised here.
+    """
+    threads = len(work)
+    barrier = threading.Barrier(threads)
+    starts = [0.0] * threads
+    ends = [0.0] * threads
+    errors: list[BaseException] = []
+    before: dict[str, float] = {}
+
+    def worker(t: int) -> None:
+        try:
+            if warm:
+                warm[t]()
+            if barrier.wait() == 0 and stats is not None:
+                before.update(stats())
+            barrier.wait()
+            starts[t] = time.perf_counter()
+            work[t]()
+            ends[t] = time.perf_counter()
+        except BaseException as exc:
+            errors.append(exc)
+            barrier.abort()
+
+    gc.collect()
+    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    if errors:
+        raise errors[0]
+    extra = batch_delta(before, stats()) if stats is not None else {}
+    return Sample(ops, max(ends) - min(starts), extra)
 
 
 @contextlib.contextmanager

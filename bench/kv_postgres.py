@@ -20,10 +20,10 @@ reachable server every case reports that it was skipped.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import random
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +41,7 @@ from .harness import (
     comparison_table,
     fmt_int,
     interleave,
+    threaded_sample,
     time_loop,
 )
 from .kv_sqlite import VALUE, cycle_shuffled, warm_keys
@@ -219,14 +220,6 @@ def open_systems(factories: Sequence[Callable[[], KV]]) -> Iterator[list[KV]]:
         yield kvs
 
 
-def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    if not before:
-        return {}
-    batches = after["batches"] - before["batches"]
-    jobs = after["jobs"] - before["jobs"]
-    return {"mean_batch": jobs / batches if batches else 0.0}
-
-
 def _table(
     case: str,
     title: str,
@@ -338,39 +331,17 @@ def _threads_trial(
         seed = next(seeds)
         handles = [kv.for_thread() for _ in range(threads)]
         ops = [cycle_shuffled(own[t], per_thread, seed * 100 + t) for t in range(threads)]
-        barrier = threading.Barrier(threads)
-        starts = [0.0] * threads
-        ends = [0.0] * threads
-        errors: list[BaseException] = []
-        before: dict[str, float] = {}
-
-        def worker(t: int) -> None:
-            try:
-                h = handles[t]
-                h.put_each(own[t][:5], VALUE)  # warm this thread's connection
-                if barrier.wait() == 0:
-                    before.update(kv.stats())
-                barrier.wait()
-                starts[t] = time.perf_counter()
-                h.put_each(ops[t], VALUE)
-                ends[t] = time.perf_counter()
-            except BaseException as exc:
-                errors.append(exc)
-                barrier.abort()
-
+        timed = [functools.partial(handles[t].put_each, ops[t], VALUE) for t in range(threads)]
+        # the warm-up opens each thread's connection, untimed
+        untimed = [
+            functools.partial(handles[t].put_each, own[t][:5], VALUE) for t in range(threads)
+        ]
         try:
-            pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
-            for th in pool:
-                th.start()
-            for th in pool:
-                th.join()
+            return threaded_sample(threads * per_thread, timed, warm=untimed, stats=kv.stats)
         finally:
             for h in handles:
                 if h is not kv:
                     h.close()
-        if errors:
-            raise errors[0]
-        return Sample(threads * per_thread, max(ends) - min(starts), _delta(before, kv.stats()))
 
     return trial
 

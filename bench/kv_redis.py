@@ -23,10 +23,10 @@ Without a reachable server each case reports that instead of figures.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import random
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -46,6 +46,7 @@ from .harness import (
     comparison_table,
     fmt_int,
     interleave,
+    threaded_sample,
     time_loop,
 )
 from .kv_sqlite import KV, VALUE, cycle_shuffled, warm_keys
@@ -305,17 +306,6 @@ def _server_note() -> str:
         client.close()
 
 
-def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    if not before:
-        return {}
-    batches = after["batches"] - before["batches"]
-    jobs = after["jobs"] - before["jobs"]
-    return {
-        "mean_batch": jobs / batches if batches else 0.0,
-        "largest_batch": after["largest_batch"],
-    }
-
-
 def _table(
     case: str,
     title: str,
@@ -466,29 +456,8 @@ def case_concurrent_put(settings: Settings) -> list[Table]:
             def run() -> Sample:
                 seed = next(seeds)
                 ops = [cycle_shuffled(own[t], per_thread, seed * 100 + t) for t in range(threads)]
-                barrier = threading.Barrier(threads + 1)
-                ends = [0.0] * threads
-                errors: list[BaseException] = []
-
-                def worker(t: int) -> None:
-                    try:
-                        barrier.wait()
-                        kv.put_each(ops[t], VALUE)
-                        ends[t] = time.perf_counter()
-                    except BaseException as exc:
-                        errors.append(exc)
-
-                pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
-                for th in pool:
-                    th.start()
-                before = kv.stats()
-                barrier.wait()
-                start = time.perf_counter()
-                for th in pool:
-                    th.join()
-                if errors:
-                    raise errors[0]
-                return Sample(threads * per_thread, max(ends) - start, _delta(before, kv.stats()))
+                work = [functools.partial(kv.put_each, ops[t], VALUE) for t in range(threads)]
+                return threaded_sample(threads * per_thread, work, stats=kv.stats)
 
             return run
 

@@ -17,10 +17,10 @@ Systems (each behind the small :class:`KV` adapter interface):
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import random
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -35,6 +35,7 @@ from .harness import (
     Sample,
     Settings,
     Table,
+    batch_delta,
     comparison_table,
     fmt_bytes,
     fmt_int,
@@ -42,6 +43,7 @@ from .harness import (
     fresh_dir,
     interleave,
     run_child,
+    threaded_sample,
     time_loop,
 )
 
@@ -332,17 +334,6 @@ def new_keys(n: int, seed: int) -> list[str]:
     return [f"new-{seed}-{rng.getrandbits(64):016x}" for _ in range(n)]
 
 
-def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    if not before:
-        return {}
-    batches = after["batches"] - before["batches"]
-    jobs = after["jobs"] - before["jobs"]
-    return {
-        "mean_batch": jobs / batches if batches else 0.0,
-        "largest_batch": after["largest_batch"],
-    }
-
-
 def _table_from(
     case: str,
     title: str,
@@ -387,7 +378,7 @@ def _single_put_trial(
         ops = cycle_shuffled(keys, n_ops, seed) if variant == "overwrite" else new_keys(n_ops, seed)
         before = kv.stats()
         sample = time_loop(len(ops), lambda: kv.put_each(ops, VALUE))
-        return Sample(sample.ops, sample.seconds, _delta(before, kv.stats()))
+        return Sample(sample.ops, sample.seconds, batch_delta(before, kv.stats()))
 
     return trial
 
@@ -466,39 +457,15 @@ def _concurrent_trial(
         handles = [kv.for_thread() for _ in range(threads)]
         ops = [cycle_shuffled(own[t], per_thread, seed * 100 + t) for t in range(threads)]
         warm = [cycle_shuffled(own[t], 20, seed * 100 + 50 + t) for t in range(threads)]
-        barrier = threading.Barrier(threads)
-        starts = [0.0] * threads
-        ends = [0.0] * threads
-        errors: list[BaseException] = []
-        before: dict[str, float] = {}
-
-        def worker(t: int) -> None:
-            try:
-                h = handles[t]
-                h.put_each(warm[t], VALUE)  # opens this thread's connection
-                if barrier.wait() == 0:
-                    before.update(kv.stats())
-                barrier.wait()
-                starts[t] = time.perf_counter()
-                h.put_each(ops[t], VALUE)
-                ends[t] = time.perf_counter()
-            except BaseException as exc:
-                errors.append(exc)
-                barrier.abort()
-
+        timed = [functools.partial(handles[t].put_each, ops[t], VALUE) for t in range(threads)]
+        # the warm-up opens each thread's connection, untimed
+        untimed = [functools.partial(handles[t].put_each, warm[t], VALUE) for t in range(threads)]
         try:
-            pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
-            for th in pool:
-                th.start()
-            for th in pool:
-                th.join()
+            return threaded_sample(threads * per_thread, timed, warm=untimed, stats=kv.stats)
         finally:
             for h in handles:
                 if h is not kv:
                     h.close()
-        if errors:
-            raise errors[0]
-        return Sample(threads * per_thread, max(ends) - min(starts), _delta(before, kv.stats()))
 
     return trial
 

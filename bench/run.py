@@ -33,6 +33,7 @@ AREAS = [
     "bench.cache_bench",
     "bench.server_http",
     "bench.wakeups",
+    "bench.followers",
 ]
 
 

@@ -24,6 +24,9 @@ TITLES = [
     "### 4. Point gets, warm, random keys",
     "### 5. Peak RSS with",
     "### 7. Wake-ups, stop and the write-back loss window",
+    "### 8a. `close()` wakes a blocked follower",
+    "### 8b. Idle followers: CPU and threads",
+    "### 8c. Fan-out: SSE watchers of one namespace on `clawstate serve`",
 ]
 
 

@@ -25,7 +25,6 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -514,23 +513,19 @@ def _seed_served(url: str, keyring: str) -> None:
 @pytest.fixture
 def pg_store(tmp_path: Path) -> Iterator[Served]:
     """A fresh seeded store in its own schema, dropped afterwards."""
-    psycopg = require_module("psycopg")
-    from services import POSTGRES_URL, require
+    require_module("psycopg")
+    from _backends import drop_schema, new_schema, pg_probe, pg_url
+    from services import require
 
-    def probe() -> None:
-        with psycopg.connect(POSTGRES_URL, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-
-    require("postgresql", probe)
-    schema = f"cs_test_{uuid.uuid4().hex[:8]}"
-    url = POSTGRES_URL + ("&" if "?" in POSTGRES_URL else "?") + f"schema={schema}"
+    require("postgresql", pg_probe)
+    schema = new_schema()
+    url = pg_url(schema)
     keyring = f"file:{tmp_path / 'keys.json'}"
     try:
         _seed_served(url, keyring)
         yield Served(url, keyring, f'"{schema}"')
     finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        drop_schema(schema)
 
 
 class TestPostgres:
@@ -631,21 +626,20 @@ REDIS_DAMAGE_NAMES = [d.name for d in _redis_damage("p:")]
 @pytest.fixture
 def redis_store(tmp_path: Path) -> Iterator[Served]:
     """A fresh seeded store under its own prefix, deleted afterwards."""
-    redis = require_module("redis")
-    from services import REDIS_URL, require
+    require_module("redis")
+    from _backends import drop_prefix, new_prefix, redis_client, redis_url
+    from services import require
 
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    client = redis_client()
     require("redis", client.ping)
-    prefix = f"clawstate-test:{uuid.uuid4().hex[:12]}:"
-    url = f"{REDIS_URL}{'&' if '?' in REDIS_URL else '?'}prefix={prefix}"
+    prefix = new_prefix()
+    url = redis_url(prefix)
     keyring = f"file:{tmp_path / 'keys.json'}"
     try:
         _seed_served(url, keyring)
         yield Served(url, keyring, prefix, client)
     finally:
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            client.delete(*keys)
+        drop_prefix(client, prefix)
         client.close()
 
 
@@ -710,24 +704,19 @@ def test_retention_never_cuts_a_hole(kind: str, tmp_path: Path) -> None:
 
 def test_retention_never_cuts_a_hole_postgres(pg_store: Served) -> None:
     schema = pg_store.name.strip('"') + "_trim"
-    import psycopg
+    from _backends import drop_schema, pg_url
 
-    from services import POSTGRES_URL
-
-    url = POSTGRES_URL + ("&" if "?" in POSTGRES_URL else "?") + f"schema={schema}"
     try:
-        _trim_after_the_clock_stepped_back(url, keyring=pg_store.keyring)
+        _trim_after_the_clock_stepped_back(pg_url(schema), keyring=pg_store.keyring)
     finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        drop_schema(schema)
 
 
 def test_retention_never_cuts_a_hole_redis(redis_store: Served) -> None:
-    from services import REDIS_URL
+    from _backends import redis_url
 
     prefix = redis_store.name + "trim:"  # under the fixture's prefix: deleted with it
-    url = f"{REDIS_URL}{'&' if '?' in REDIS_URL else '?'}prefix={prefix}"
-    _trim_after_the_clock_stepped_back(url, keyring=redis_store.keyring)
+    _trim_after_the_clock_stepped_back(redis_url(prefix), keyring=redis_store.keyring)
 
 
 # -- files the embedded store creates are owner-only ---------------------------------------
@@ -810,6 +799,9 @@ READ_COMMANDS: dict[tuple[str, ...], list[str]] = {
     ("events", "read"): ["events", "read", "s"],
     ("events", "tail"): ["events", "tail", "--timeout", "0.1"],
     ("projections", "status"): ["projections", "status"],
+    # These two change only an existing store's checkpoints: they never create one.
+    ("projections", "retry"): ["projections", "retry", "p"],
+    ("projections", "skip"): ["projections", "skip", "p"],
 }
 #: Commands that write (or serve) and so create the store they are pointed at.
 WRITE_COMMANDS = {
@@ -881,7 +873,7 @@ class TestReadCommandsCreateNothing:
             text=True,
             timeout=60,
         )
-        assert out.returncode == 1
+        assert out.returncode == 2  # a ConfigError (docs/cli.md)
         assert out.stderr.count("\n") == 1 and f"no store at {path} " in out.stderr, out.stderr
 
     def test_a_file_that_holds_no_store_is_left_alone(self, tmp_path: Path) -> None:

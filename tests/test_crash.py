@@ -23,23 +23,11 @@ from pathlib import Path
 import pytest
 
 import clawstate
+from _backends import ROOT, child_env, read_acks, start_crash_writer
 from crash import writer
 
 CYCLES = int(os.environ.get("CLAWSTATE_TEST_CRASH_CYCLES", "50"))
 SEED = int(os.environ.get("CLAWSTATE_TEST_CRASH_SEED", "7"))
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _read_log(path: Path) -> list[dict[str, object]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass  # a line torn by the kill was never a completed acknowledgement
-    return out
 
 
 class Oracle:
@@ -61,10 +49,10 @@ class Oracle:
 
     def check_cycle(self, store: clawstate.Store, logs: Path, cycle: int) -> None:
         """Compare the reopened store with cycle ``cycle``'s logs; raise on any mismatch."""
-        put_acks = _read_log(logs / f"put-{cycle}.log")
+        put_acks = read_acks(logs / f"put-{cycle}.log")
         assert [d["i"] for d in put_acks] == list(range(len(put_acks))), "put log out of order"
         for doc in put_acks:
-            self.puts[str(doc["key"])] = writer.put_value(cycle, int(doc["i"]))  # type: ignore[call-overload]
+            self.puts[str(doc["key"])] = writer.put_value(cycle, int(doc["i"]))
         in_flight_put = writer.put_key(cycle, len(put_acks))
 
         stored = {item.key: item.value for item in _scan(store, "puts")}
@@ -78,7 +66,7 @@ class Oracle:
             assert stored[in_flight_put] == writer.put_value(cycle, len(put_acks))
             self.puts[in_flight_put] = stored[in_flight_put]
 
-        tx_acks = [str(d["tid"]) for d in _read_log(logs / f"tx-{cycle}.log")]
+        tx_acks = [str(d["tid"]) for d in read_acks(logs / f"tx-{cycle}.log")]
         assert tx_acks == [writer.tx_id(cycle, i) for i in range(len(tx_acks))]
         self.tx.update(tx_acks)
         a_keys = _all_keys(store, "tx-a")
@@ -93,7 +81,7 @@ class Oracle:
         # The counter: this cycle's acks are exactly the increments after the value seen
         # at the last reopen, and the value now is the last of them, or one more (the
         # increment in flight at the kill).  Nothing lost, nothing invented.
-        cas_acks = [int(d["n"]) for d in _read_log(logs / f"cas-{cycle}.log")]  # type: ignore[call-overload]
+        cas_acks = [int(d["n"]) for d in read_acks(logs / f"cas-{cycle}.log")]
         first = 0 if self.counter is None else self.counter + 1
         assert cas_acks == list(range(first, first + len(cas_acks))), (
             f"acknowledged increments are not consecutive from {first}: {cas_acks[:5]}..."
@@ -119,17 +107,9 @@ def _run(tmp_path: Path, cycles: int, seed: int) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     rng = random.Random(seed)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     oracle = Oracle()
     for cycle in range(cycles):
-        child = subprocess.Popen(
-            [sys.executable, "-m", "tests.crash.writer", str(db), str(logs), str(cycle)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-        )
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == b"ready"
+        child = start_crash_writer(str(db), logs, cycle)
         time.sleep(rng.uniform(0.01, 0.25))
         child.send_signal(signal.SIGKILL)
         child.wait()
@@ -144,7 +124,7 @@ def _run(tmp_path: Path, cycles: int, seed: int) -> None:
     cli = subprocess.run(
         [sys.executable, "-m", "clawstate.cli", "--url", f"sqlite:///{db}", "check"],
         cwd=ROOT,
-        env=env,
+        env=child_env(),
         capture_output=True,
         text=True,
         timeout=120,

@@ -9,14 +9,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 
+from _backends import ROOT, pg_admin, pg_probe
 from services import POSTGRES_URL, require, require_module
 
-ROOT = Path(__file__).resolve().parent.parent
 AREA = "events_postgres"
 TITLES = [
     "### E1. PostgreSQL: single appends with an expected-version check, one writer",
@@ -28,17 +26,8 @@ TITLES = [
 ]
 
 
-def _admin() -> psycopg.Connection[Any]:
-    return psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
-
-
-def _probe() -> None:
-    with _admin() as conn:
-        conn.execute("SELECT 1")
-
-
 def _bench_schemas() -> set[str]:
-    with _admin() as conn:
+    with pg_admin() as conn:
         rows = conn.execute(
             "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'clawbench\\_ev\\_%'"
         ).fetchall()
@@ -64,7 +53,7 @@ def _run_quick(tmp_path: Path, url: str) -> str:
 @pytest.mark.timeout(180)
 def test_quick_run_renders_every_postgres_events_table(tmp_path: Path) -> None:
     require_module("eventsourcing")
-    require("postgresql", _probe)
+    require("postgresql", pg_probe)
     before = _bench_schemas()
     text = _run_quick(tmp_path, POSTGRES_URL)
     for title in TITLES:

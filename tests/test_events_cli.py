@@ -2,8 +2,8 @@
 command's --help carries an example, docs/cli.md documents it, the examples run in
 order against a fresh store, and errors exit with a named field.
 
-The commands live in ``clawstate.cli_events``; until ``cli.py`` mounts them, the
-runner below mounts them itself, so the test holds before and after.
+The commands live in ``clawstate.cli.events`` and ``clawstate.cli.projections``;
+``clawstate.cli`` mounts them, and the tests run the installed command's module.
 """
 
 from __future__ import annotations
@@ -25,17 +25,6 @@ COMMANDS = [
     ["projections", "rebuild"],
     ["projections", "status"],
 ]
-#: ``python -c`` program: the clawstate command, with the event commands mounted.
-RUNNER = (
-    "from clawstate import cli\n"
-    "from clawstate.cli_events import events_app, projections_app\n"
-    "mounted = {g.name for g in cli.app.registered_groups}\n"
-    "if 'events' not in mounted:\n"
-    "    cli.app.add_typer(events_app, name='events')\n"
-    "if 'projections' not in mounted:\n"
-    "    cli.app.add_typer(projections_app, name='projections')\n"
-    "cli.app(prog_name='clawstate')\n"
-)
 
 
 def _cli(
@@ -45,7 +34,7 @@ def _cli(
     env["CLAWSTATE_URL"] = f"sqlite:///{tmp_path / 'state.db'}"
     env["COLUMNS"] = "200"
     return subprocess.run(
-        [sys.executable, "-c", RUNNER, *args],
+        [sys.executable, "-m", "clawstate.cli", *args],
         cwd=tmp_path,
         env=env,
         input=stdin,

@@ -100,15 +100,15 @@ def pg_url() -> Iterator[str]:
     """The URL of a fresh schema on the test PostgreSQL server, dropped at teardown.
 
     Skips without a server (fails under ``CLAWSTATE_REQUIRE_SERVICES=1``), like
-    test_postgres's ``pg`` fixture.  Imported here, not at the top: the writer
+    ``_backends``' ``pg`` fixture.  Imported here, not at the top: the writer
     processes import this module without ``tests/`` on their path.
     """
+    from _backends import drop_schema, new_schema, pg_probe, pg_url
     from services import require
-    from test_postgres import _probe, drop_schema, new_schema, url_for
 
-    require("postgresql", _probe)
+    require("postgresql", pg_probe)
     schema = new_schema()
-    yield url_for(schema)
+    yield pg_url(schema)
     drop_schema(schema)
 
 

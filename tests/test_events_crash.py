@@ -47,6 +47,8 @@ CYCLES = int(os.environ.get("CLAWSTATE_TEST_EVENTS_CRASH_CYCLES", "12"))
 PG_CYCLES = int(os.environ.get("CLAWSTATE_TEST_EVENTS_CRASH_PG_CYCLES", "8"))
 ROOT = Path(__file__).resolve().parent.parent
 SUB = "crash-sub"
+#: The durable subscriber's lease (seconds): a SIGKILLed subscriber holds the name this long.
+SUB_LEASE = 1.0
 
 
 # -- the child processes ----------------------------------------------------------------
@@ -145,7 +147,17 @@ def subscriber(url: str, log: str) -> None:
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     runner = store.events.projection_runner([EventCounts()], batch=7)
     threading.Thread(target=runner.run_forever, kwargs={"idle_wait": 0.05}, daemon=True).start()
-    sub = store.events.subscribe(name=SUB, checkpoint_every=5)
+    # The killed predecessor's lease holds the name until it runs out (a short one
+    # here, so a cycle does not wait the default 30 s): retry until it is ours.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            sub = store.events.subscribe(name=SUB, checkpoint_every=5, lease=SUB_LEASE)
+            break
+        except clawstate.VersionConflict:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     for event in sub:  # delivered = logged; the next next() marks it processed
@@ -210,10 +222,12 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
         return
     # Imported here, not at the top: the child processes import this module without
     # tests/ on their path.  require() skips without a server, or fails in CI.
+    from _backends import drop_schema, new_schema, pg_probe
+    from _backends import pg_admin as _admin
+    from _backends import pg_url as url_for
     from services import require
-    from test_postgres import _admin, _probe, drop_schema, new_schema, url_for
 
-    require("postgresql", _probe)
+    require("postgresql", pg_probe)
     schema = new_schema()
     app = f"crash-{schema}"
 
@@ -275,6 +289,7 @@ def test_sigkill_appenders_and_subscribers(target: Target, tmp_path: Path) -> No
     with clawstate.open(url, sweep_interval=0) as store:
         log = _log(store)
         # Over every run plus a final catch-up, every event was delivered at least once.
+        time.sleep(SUB_LEASE * 1.5)  # the last killed subscriber's lease runs out
         final = store.events.subscribe(name=SUB, timeout=0.2)
         tail = [e.position for e in final]
         assert not tail or tail[0] == checkpoint + 1

@@ -10,67 +10,24 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
 import clawstate
-from clawstate.testing.conformance import AsyncStoreFactory, Clock, StoreFactory
+from _backends import (
+    ROOT,
+    pg,
+    pg_async_store_factory,
+    pg_store_factory,
+    schemas,
+)
+from _backends import pg_admin as _admin
+from _backends import pg_url as url_for
 from clawstate.testing.events import AsyncEventStoreConformance, EventStoreConformance
-from test_postgres import DEFAULT_OPTIONS, _admin, drop_schema, new_schema, pg, url_for
 
-__all__ = ["pg"]  # the fixture, re-exported for pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def schemas(pg: None) -> Iterator[Callable[[], str]]:
-    """``schemas()`` -> a fresh schema name, dropped at teardown."""
-    made: list[str] = []
-
-    def make() -> str:
-        made.append(new_schema())
-        return made[-1]
-
-    yield make
-    for schema in made:
-        drop_schema(schema)
-
-
-@pytest.fixture
-def store_factory(schemas: Callable[[], str]) -> Iterator[StoreFactory]:
-    """Overrides conftest's: every store gets a fresh schema on the test server."""
-    opened: list[clawstate.Store] = []
-
-    def factory(clock: Clock | None = None, **options: Any) -> clawstate.Store:
-        store = clawstate.open(url_for(schemas()), clock=clock, **{**DEFAULT_OPTIONS, **options})
-        opened.append(store)
-        return store
-
-    yield factory
-    for store in opened:
-        store.close()
-
-
-@pytest.fixture
-async def async_store_factory(
-    schemas: Callable[[], str], anyio_backend: str
-) -> AsyncIterator[AsyncStoreFactory]:
-    opened: list[clawstate.AsyncStore] = []
-
-    def factory(clock: Clock | None = None, **options: Any) -> clawstate.AsyncStore:
-        astore = clawstate.open_async(
-            url_for(schemas()), clock=clock, **{**DEFAULT_OPTIONS, **options}
-        )
-        opened.append(astore)
-        return astore
-
-    yield factory
-    for astore in opened:
-        await astore.close()
+#: Fixtures from ``_backends``, re-exported for pytest.
+__all__ = ["pg", "pg_async_store_factory", "pg_store_factory", "schemas"]
 
 
 class TestPostgresEventStore(EventStoreConformance):

@@ -15,10 +15,14 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import clawstate
+from _backends import pg, schemas
+from _backends import pg_admin as _admin
+from _backends import pg_url as url_for
 from clawstate import Event, InvalidRequest, WrongExpectedVersion
 from clawstate.backends.base import EXPECT_ANY, EXPECT_EXISTS, EventRecord, EventWrite, WriteUnit
-from clawstate.backends.postgres import PostgresBackend, _Job
-from test_postgres import _admin, backend_of, pg, schemas, url_for
+from clawstate.backends.postgres import Job as _Job
+from clawstate.backends.postgres import PostgresBackend
+from test_postgres import backend_of
 
 __all__ = ["pg", "schemas"]  # the fixtures, re-exported for pytest
 

@@ -309,6 +309,6 @@ def test_oracle_sees_a_traceback(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> N
     def boom(*_args: Any, **_kwargs: Any) -> Any:
         raise ValueError("boom")
 
-    monkeypatch.setattr("clawstate.cli._print_json", boom)
+    monkeypatch.setattr("clawstate.cli.kv.print_json", boom)
     check(cli, ["get", "cz", "k1"], None, ledger)
     assert [s for s in ledger.failures if s.startswith("get: ValueError")]

@@ -357,7 +357,7 @@ KEYS = [
     "%",
 ]
 
-#: Every request header the server reads (app._WANTED) plus a few it must ignore.
+#: Every request header the server reads (edge.WANTED_HEADERS) plus a few it must ignore.
 HEADER_NAMES = [
     "authorization",
     "accept",

@@ -17,7 +17,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +25,22 @@ from typing import Any
 import pytest
 
 import clawstate
+from _backends import (
+    drop_schema,
+    new_prefix,
+    new_schema,
+    pg_admin,
+    pg_probe,
+    pg_url,
+    redis_client,
+    redis_url,
+)
 from clawstate.backends.memory import MemoryBackend
 from clawstate.config import load_config
 from clawstate.errors import BackendUnavailable, ConfigError
 from clawstate.keyring import Keyring
 from clawstate.store import Store
-from services import POSTGRES_URL, REDIS_URL, require, require_module
+from services import require, require_module
 
 VAULT = {"vault": {"encrypt": True}}
 SECRET = {"card": "4111-1111-1111-1111"}
@@ -83,17 +92,12 @@ def _sqlite_place(tmp: Path) -> Place:
 
 
 def _pg_place(tmp: Path) -> Place:
-    psycopg = require_module("psycopg")
-
-    def probe() -> None:
-        with psycopg.connect(POSTGRES_URL, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-
-    require("postgresql", probe)
-    schema = f"cs_kt_{uuid.uuid4().hex[:10]}"
+    require_module("psycopg")
+    require("postgresql", pg_probe)
+    schema = new_schema("cs_kt")
 
     def sql(statement: str, *args: Any) -> list[Any]:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        with pg_admin() as conn:
             cur = conn.execute(statement, args or None)
             return cur.fetchall() if cur.description else []
 
@@ -108,21 +112,21 @@ def _pg_place(tmp: Path) -> Place:
 
     place = Place(
         "postgresql",
-        POSTGRES_URL + ("&" if "?" in POSTGRES_URL else "?") + f"schema={schema}",
+        pg_url(schema),
         tmp / "keys" / "keyring.json",
         True,
         snapshot,
         lambda: sql(f"DELETE FROM \"{schema}\".meta WHERE key = 'kids' OR key LIKE 'kid:%%'"),
     )
-    place.cleanup.append(lambda: sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    place.cleanup.append(lambda: drop_schema(schema))
     return place
 
 
 def _redis_place(tmp: Path) -> Place:
-    redis = require_module("redis")
-    client = redis.Redis.from_url(REDIS_URL)
+    require_module("redis")
+    client = redis_client()
     require("redis", client.ping)
-    prefix = f"clawstate-test:{uuid.uuid4().hex[:12]}:"
+    prefix = new_prefix()
 
     def keys() -> list[bytes]:
         return sorted(client.scan_iter(match=prefix + "*", count=1000))
@@ -152,7 +156,7 @@ def _redis_place(tmp: Path) -> Place:
 
     place = Place(
         "redis",
-        f"{REDIS_URL}{'&' if '?' in REDIS_URL else '?'}prefix={prefix}",
+        redis_url(prefix),
         tmp / "keys" / "keyring.json",
         True,
         snapshot,
@@ -533,7 +537,7 @@ class TestCliFromAnotherDirectory:
         db = Path(url[len("sqlite:///") :])
         before = db.read_bytes()
         run = _cli(elsewhere, "--url", url, *args)
-        assert run.returncode == 1
+        assert run.returncode == 2  # a ConfigError: docs/cli.md's exit status of bad config
         said = run.stderr.replace("\n", "")
         assert "ConfigError" in said and kid in said and str(ring) in said, run.stderr
         assert db.read_bytes() == before
@@ -578,7 +582,7 @@ class TestServerFromAnotherDirectory:
             with pytest.raises(RuntimeError, match="exited early"):
                 server.start()
             assert server.proc is not None
-            assert server.proc.wait(60) == 1
+            assert server.proc.wait(60) == 2  # ConfigError: exit 2 (docs/cli.md)
             for _ in range(200):  # the stderr pump may still be reading the last lines
                 if kid in server.logs.replace("\n", ""):
                     break

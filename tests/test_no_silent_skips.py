@@ -33,6 +33,16 @@ INAPPLICABLE = "# inapplicable:"
 SKIPPERS = {"importorskip", "skip", "skipif"}
 
 
+def _of_pytest(node: ast.Attribute) -> bool:
+    """``pytest.skip`` / ``pytest.mark.skipif`` (or ``mark.skip`` of an imported ``mark``),
+    not an attribute of our own that happens to be named ``skip`` (``runner.skip(...)``,
+    a snippet's ``.skip`` field)."""
+    base = node.value
+    if isinstance(base, ast.Name):
+        return base.id in {"pytest", "mark"}
+    return isinstance(base, ast.Attribute) and base.attr == "mark"
+
+
 def _skips(path: Path) -> list[str]:
     """``file:line: form`` for every use of a skipping pytest attribute in ``path``."""
     source = path.read_text()
@@ -40,7 +50,7 @@ def _skips(path: Path) -> list[str]:
     tree = ast.parse(source, filename=str(path))
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and node.attr in SKIPPERS:
+        if isinstance(node, ast.Attribute) and node.attr in SKIPPERS and _of_pytest(node):
             if INAPPLICABLE in lines[node.lineno - 1] and node.attr == "skip":
                 continue  # a combination that cannot exist, said so on the line
             found.append(f"{path}:{node.lineno}: .{node.attr}")
@@ -82,6 +92,12 @@ def test_the_scan_sees_every_form(source: str, tmp_path: Path) -> None:
     path = tmp_path / "probe.py"
     path.write_text(source)
     assert _skips(path), source
+
+
+def test_our_own_attributes_named_skip_are_not_skips(tmp_path: Path) -> None:
+    path = tmp_path / "probe.py"
+    path.write_text("def test_a(runner, snippet):\n    runner.skip('totals')\n    snippet.skip\n")
+    assert _skips(path) == []
 
 
 def test_an_inapplicable_combination_may_skip_when_it_says_so(tmp_path: Path) -> None:

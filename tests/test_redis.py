@@ -8,7 +8,6 @@ a Redis server the tests skip with a message saying how to start one; with
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -19,10 +18,9 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 import redis
@@ -30,116 +28,39 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 import clawstate
+from _backends import (
+    Prefixes,
+    prefixes,
+    raw,
+    read_acks,
+    redis_async_store_factory,
+    redis_store_factory,
+    start_crash_writer,
+)
+from _backends import drop_prefix as _drop
+from _backends import redis_url as _url
 from clawstate import BackendUnavailable, ConfigError, InvalidRequest, VersionConflict
 from clawstate.backends._apply import idempotency_scope
 from clawstate.backends.base import OP_DELETE, OP_PUT, OP_REWRAP, Write, WriteUnit
-from clawstate.backends.redis import RedisBackend, _Script, persistence_mode
+from clawstate.backends.redis import RedisBackend, persistence_mode
+from clawstate.backends.redis.scripts import Script as _Script
 from clawstate.testing.conformance import (
     AsyncStoreConformance,
-    AsyncStoreFactory,
-    Clock,
     StoreConformance,
     StoreFactory,
 )
-from services import REDIS_URL, require
+from services import REDIS_URL
 from test_model import StoreMachine
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OPTIONS: dict[str, Any] = {"sweep_interval": 0}
+#: Fixtures from ``_backends``, found by name here by pytest.
+__all__ = ["prefixes", "raw", "redis_async_store_factory", "redis_store_factory"]
 
 
 # -- fixtures --------------------------------------------------------------------------
 
 
-def _client() -> redis.Redis:
-    return redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=10)
-
-
-@pytest.fixture(scope="module")
-def raw() -> Iterator[redis.Redis]:
-    """A plain redis-py client on the test server (skips when it is unreachable)."""
-    require("redis", lambda: _client().ping())
-    client = _client()
-    yield client
-    client.close()
-
-
 def _s(x: bytes | str) -> str:
     return x.decode() if isinstance(x, bytes) else x
-
-
-def _url(prefix: str, **params: Any) -> str:
-    query = "&".join(
-        f"{k}={quote(str(v), safe='')}" for k, v in {"prefix": prefix, **params}.items()
-    )
-    return f"{REDIS_URL}{'&' if '?' in REDIS_URL else '?'}{query}"
-
-
-def _drop(client: redis.Redis, prefix: str) -> None:
-    """Delete every key under ``prefix`` (and only those)."""
-    pattern = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in prefix) + "*"
-    batch: list[bytes] = []
-    for key in client.scan_iter(match=pattern, count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            client.delete(*batch)
-            batch = []
-    if batch:
-        client.delete(*batch)
-
-
-class Prefixes:
-    """Hands out unique prefixes and deletes their keys at the end."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-        self.used: list[str] = []
-
-    def new(self) -> str:
-        prefix = f"clawstate-test:{uuid.uuid4().hex[:12]}:"
-        self.used.append(prefix)
-        return prefix
-
-    def cleanup(self) -> None:
-        for prefix in self.used:
-            _drop(self.client, prefix)
-
-
-@pytest.fixture
-def prefixes(raw: redis.Redis) -> Iterator[Prefixes]:
-    p = Prefixes(raw)
-    yield p
-    p.cleanup()
-
-
-@pytest.fixture
-def store_factory(prefixes: Prefixes) -> Iterator[StoreFactory]:
-    """Overrides conftest's: fresh Redis stores, each under its own prefix."""
-    opened: list[clawstate.Store] = []
-
-    def factory(clock: Clock | None = None, **options: Any) -> clawstate.Store:
-        store = clawstate.open(_url(prefixes.new()), clock=clock, **{**DEFAULT_OPTIONS, **options})
-        opened.append(store)
-        return store
-
-    yield factory
-    for store in opened:
-        store.close()
-
-
-@pytest.fixture
-async def async_store_factory(prefixes: Prefixes) -> AsyncIterator[AsyncStoreFactory]:
-    opened: list[clawstate.AsyncStore] = []
-
-    def factory(clock: Clock | None = None, **options: Any) -> clawstate.AsyncStore:
-        url = _url(prefixes.new())
-        astore = clawstate.open_async(url, clock=clock, **{**DEFAULT_OPTIONS, **options})
-        opened.append(astore)
-        return astore
-
-    yield factory
-    for astore in opened:
-        await astore.close()
 
 
 @pytest.fixture
@@ -508,7 +429,7 @@ def test_noscript_reloads_and_retries_once(
     Simulated with a variant of the write script that was never loaded, so the
     shared server's script cache is left alone.
     """
-    import clawstate.backends.redis as mod
+    import clawstate.backends.redis.backend as mod
 
     variant = _Script(mod._WRITE.source + f"\n-- {uuid.uuid4().hex}\n")
     monkeypatch.setattr(mod, "_WRITE", variant)
@@ -812,74 +733,6 @@ def test_multi_process_cas_increments_are_exact(prefixes: Prefixes) -> None:
     print(f"{procs} processes x {per_proc} CAS increments, {conflicts} conflicts retried")
 
 
-_CHILD_CRASH = textwrap.dedent(
-    """
-    import json, os, sys, threading, clawstate
-    url, logdir, cycle = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    store = clawstate.open(url, sweep_interval=0)
-
-    def log(name):
-        return os.open(os.path.join(logdir, f"{name}-{cycle}.log"),
-                       os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-
-    def ack(fd, doc):
-        os.write(fd, (json.dumps(doc) + "\\n").encode())
-
-    def puts(fd):
-        ns, i = store.namespace("puts"), 0
-        while True:
-            key = f"p-{cycle}-{i}"
-            ns.put(key, {"i": i, "pad": "x" * (i % 300)})
-            ack(fd, {"key": key, "i": i})
-            i += 1
-
-    def cas(fd):
-        ns = store.namespace("counter")
-        while True:
-            cur = ns.get("c")
-            try:
-                if cur is None:
-                    item = ns.put("c", {"n": 0}, if_absent=True)
-                else:
-                    item = ns.put("c", {"n": cur.value["n"] + 1}, if_version=cur.version)
-            except clawstate.VersionConflict:
-                continue
-            ack(fd, {"n": item.value["n"]})
-
-    def transactions(fd):
-        i = 0
-        while True:
-            tid = f"t-{cycle}-{i}"
-            with store.transaction() as tx:
-                tx.namespace("tx-a").put(tid, {"tid": tid})
-                tx.namespace("tx-b").put(tid, {"tid": tid})
-                tx.namespace("puts").delete(f"p-{cycle}-{i}-never")
-            ack(fd, {"tid": tid})
-            i += 1
-
-    targets = [(puts, "put"), (cas, "cas"), (transactions, "tx"), (puts, "put2")]
-    threads = [threading.Thread(target=f, args=(log(n),), daemon=True) for f, n in targets]
-    for t in threads:
-        t.start()
-    print("ready", flush=True)
-    for t in threads:
-        t.join()
-    """
-)
-
-
-def _acks(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass  # torn by the kill: never a completed acknowledgement
-    return out
-
-
 def test_sigkilled_client_loses_nothing_acknowledged(prefixes: Prefixes, tmp_path: Path) -> None:
     """SIGKILL a client doing acknowledged writes at random moments (not the server)."""
     url = _url(prefixes.new())
@@ -889,22 +742,17 @@ def test_sigkilled_client_loses_nothing_acknowledged(prefixes: Prefixes, tmp_pat
     acked_tx: set[str] = set()
     max_cas = -1
     for cycle in range(cycles):
-        child = subprocess.Popen(
-            [sys.executable, "-c", _CHILD_CRASH, url, str(tmp_path), str(cycle)],
-            stdout=subprocess.PIPE,
-        )
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == b"ready"
+        child = start_crash_writer(url, tmp_path, cycle, put_threads=2)
         time.sleep(rng.uniform(0.02, 0.3))
         child.send_signal(signal.SIGKILL)
         child.wait()
         assert child.returncode == -signal.SIGKILL
         for name in ("put", "put2"):
-            for doc in _acks(tmp_path / f"{name}-{cycle}.log"):
+            for doc in read_acks(tmp_path / f"{name}-{cycle}.log"):
                 acked_puts[doc["key"]] = doc["i"]
-        for doc in _acks(tmp_path / f"cas-{cycle}.log"):
+        for doc in read_acks(tmp_path / f"cas-{cycle}.log"):
             max_cas = max(max_cas, doc["n"])
-        acked_tx.update(doc["tid"] for doc in _acks(tmp_path / f"tx-{cycle}.log"))
+        acked_tx.update(doc["tid"] for doc in read_acks(tmp_path / f"tx-{cycle}.log"))
         with clawstate.open(url, sweep_interval=0) as store:
             puts = store.namespace("puts")
             keys = list(acked_puts)

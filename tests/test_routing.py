@@ -148,18 +148,19 @@ def test_sessions_on_redis_orders_on_postgres_config_on_sqlite(tmp_path: Path) -
     """The issue's example: each namespace on the storage that fits it."""
     import uuid
 
-    from services import POSTGRES_URL, REDIS_URL, require, tcp_probe
+    from _backends import new_schema, pg_probe, pg_url, redis_client, redis_url
+    from services import require
 
-    require("postgresql", tcp_probe("127.0.0.1", 5432))
-    require("redis", tcp_probe("127.0.0.1", 6379))
+    require("postgresql", pg_probe)
+    require("redis", lambda: redis_client().ping())
     tag = uuid.uuid4().hex[:8]
-    schema = f"cs_route_{tag}"
+    schema = new_schema("cs_route")
     with clawstate.open(
         f"sqlite:///{tmp_path / 'config.db'}",
         sweep_interval=0,
         backends={
-            "sessions": f"{REDIS_URL}?prefix=cs-route-{tag}:",
-            "orders": f"{POSTGRES_URL}?schema={schema}",
+            "sessions": redis_url(f"cs-route-{tag}:"),
+            "orders": pg_url(schema),
         },
         namespaces={"sessions": {"backend": "sessions"}, "orders": {"backend": "orders"}},
     ) as store:
@@ -188,15 +189,10 @@ def test_sessions_on_redis_orders_on_postgres_config_on_sqlite(tmp_path: Path) -
 
 
 def _drop(store: clawstate.Store, schema: str, prefix: str) -> None:
-    import psycopg
-    import redis
-
-    from services import POSTGRES_URL, REDIS_URL
+    from _backends import drop_prefix, drop_schema, redis_client
 
     store.close()
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
+    drop_schema(schema)
+    client = redis_client()
+    drop_prefix(client, prefix)
+    client.close()

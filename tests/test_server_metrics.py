@@ -24,14 +24,9 @@ from litestar.testing import TestClient  # noqa: E402
 
 import clawstate  # noqa: E402
 from clawstate.errors import InvalidRequest  # noqa: E402
-from clawstate.server.app import (  # noqa: E402
-    HEARTBEAT_MAX,
-    HEARTBEAT_MIN,
-    ServerSettings,
-    create_app,
-    heartbeat_seconds,
-)
+from clawstate.server.app import ServerSettings, create_app  # noqa: E402
 from clawstate.server.auth import TokenStore  # noqa: E402
+from clawstate.server.http import HEARTBEAT_MAX, HEARTBEAT_MIN, heartbeat_seconds  # noqa: E402
 from clawstate.server.metrics import OTHER, Metrics  # noqa: E402
 from clawstate.server.testing import ServerProcess  # noqa: E402
 from clawstate.store import Store  # noqa: E402

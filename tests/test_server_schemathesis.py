@@ -287,9 +287,9 @@ def test_augmented_document_links_writes_to_reads() -> None:
 
     with clawstate.open("memory://") as store:
         app = create_app(store)
-        from clawstate.server.app import _openapi_doc
+        from clawstate.server.openapi import openapi_doc
 
-        doc = augmented(_openapi_doc(app.app))  # Edge wraps the Litestar app
+        doc = augmented(openapi_doc(app.app))  # Edge wraps the Litestar app
     ops = {
         op["operationId"]: op
         for item in doc["paths"].values()

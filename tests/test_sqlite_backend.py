@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import clawstate
-from clawstate.backends import sqlite as sqlite_backend
 from clawstate.backends.sqlite import SCHEMA_VERSION, SQLiteBackend
+from clawstate.backends.sqlite import files as sqlite_backend
 from clawstate.testing import FakeClock
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -31,11 +31,12 @@ import pytest
 from typer.testing import CliRunner
 
 import clawstate
+from _backends import drop_schema, new_schema, pg_probe, pg_url
 from clawstate import Event, InvalidRequest, Store, VersionConflict
 from clawstate.aio import AsyncStore
 from clawstate.backends.base import OP_PUT, Write, WriteUnit
 from clawstate.testing.conformance import snapshot
-from services import POSTGRES_URL, require, tcp_probe
+from services import require
 
 INT64_MAX = 2**63 - 1  # every backend keeps seqs, positions and versions in 64 bits
 BIG = [2**63, 2**63 + 1, 99999999999999999999, 10**400, -(2**63) - 1]
@@ -43,13 +44,6 @@ NOT_INTS = [True, False, 1.5, math.nan, "5", b"5", [1]]
 
 
 # -- fixtures ----------------------------------------------------------------------------
-
-
-def _drop_schema(schema: str) -> None:
-    import psycopg
-
-    with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture(scope="module", params=["sqlite", "memory", "postgresql"])
@@ -64,16 +58,16 @@ def store(
     elif request.param == "memory":
         url = "memory://"
     else:
-        require("postgresql", tcp_probe("127.0.0.1", 5432))
-        schema = f"val_{uuid.uuid4().hex[:12]}"
-        url = POSTGRES_URL + ("&" if "?" in POSTGRES_URL else "?") + f"schema={schema}"
+        require("postgresql", pg_probe)
+        schema = new_schema("val")
+        url = pg_url(schema)
     s = clawstate.open(url, sweep_interval=0)
     s.namespace("v").put("k", 1)
     s.events.append("s", [Event("Seeded", {"n": 1})])
     yield s
     s.close()
     if schema is not None:
-        _drop_schema(schema)
+        drop_schema(schema)
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import os
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
-from .backends.base import Backend
+from .backends.base import Backend, BackendClass, BackendOptions
 from .config import Config, load_config, parse_url
 from .errors import ConfigError
 from .keyring import Keyring
@@ -14,9 +15,46 @@ from .store import Clock, Store
 if TYPE_CHECKING:
     from .aio import AsyncStore
 
-__all__ = ["make_backend", "make_backends", "open", "open_async"]
+__all__ = ["BACKENDS", "backend_class", "make_backend", "make_backends", "open", "open_async"]
 
-_LATER: dict[str, str] = {}
+#: Every backend by URL scheme (``postgres://`` is parsed as ``postgresql``):
+#: ``module:Class``, imported on first use, so a store on SQLite never imports
+#: psycopg or redis.  Each class is built the same way: ``Cls.from_url(url, options)``.
+BACKENDS: Final[dict[str, str]] = {
+    "memory": "clawstate.backends.memory:MemoryBackend",
+    "sqlite": "clawstate.backends.sqlite:SQLiteBackend",
+    "postgresql": "clawstate.backends.postgres:PostgresBackend",
+    "redis": "clawstate.backends.redis:RedisBackend",
+    "rediss": "clawstate.backends.redis:RedisBackend",
+}
+
+
+if TYPE_CHECKING:  # mypy checks that every class of the table is a BackendClass
+    from .backends.memory import MemoryBackend
+    from .backends.postgres import PostgresBackend
+    from .backends.redis import RedisBackend
+    from .backends.sqlite import SQLiteBackend
+
+    _TABLE_CLASSES: tuple[BackendClass, ...] = (
+        MemoryBackend,
+        SQLiteBackend,
+        PostgresBackend,
+        RedisBackend,
+    )
+
+
+def backend_class(scheme: str) -> BackendClass:
+    """The backend class for a URL scheme, or the :class:`ConfigError` saying why not."""
+    target = BACKENDS.get(scheme)
+    if target is None:
+        raise ConfigError(
+            "store.url",
+            f"{scheme}:// does not name a storage backend (known: "
+            f"{', '.join(f'{s}://' for s in BACKENDS)}; http(s):// is a server)",
+        )
+    module, _, name = target.partition(":")
+    cls: BackendClass = getattr(importlib.import_module(module), name)
+    return cls
 
 
 def make_backends(config: Config, *, create: bool = True) -> dict[str, Backend]:
@@ -37,35 +75,16 @@ def make_backends(config: Config, *, create: bool = True) -> dict[str, Backend]:
 
 
 def make_backend(config: Config, url_text: str | None = None, *, create: bool = True) -> Backend:
-    """The backend ``url_text`` (default: ``config.url``) names.
+    """The backend ``url_text`` (default: ``config.url``) names, built from the scheme
+    table with the options ``config`` gives every backend.
 
-    ``create=False`` opens only a store that exists: an SQLite store whose file is
-    missing is a :class:`ConfigError` ("no store at …") and no directory or file is
-    made.  (Server stores — PostgreSQL, Redis — are reached whatever they hold.)"""
+    ``create=False`` opens only a store that exists and creates nothing, on every
+    backend: a missing SQLite file, a PostgreSQL schema without clawstate's tables or
+    a Redis prefix without its ``meta`` hash is a :class:`ConfigError` "no store at …"
+    (the CLI's read commands open this way)."""
     url = parse_url(url_text or config.url)
-    if url.scheme == "sqlite":
-        from .backends.sqlite import SQLiteBackend
-
-        assert url.path is not None
-        return SQLiteBackend(url.path, durability=config.durability, create=create)
-    if url.scheme == "memory":
-        from .backends.memory import MemoryBackend
-
-        return MemoryBackend()
-    if url.scheme == "postgresql":
-        from .backends.postgres import PostgresBackend
-
-        return PostgresBackend.from_url(url, config)
-    if url.scheme in ("redis", "rediss"):
-        from .backends.redis import RedisBackend
-
-        return RedisBackend.from_url(url, config)
-    what = _LATER.get(url.scheme, url.scheme)
-    raise ConfigError(
-        "store.url",
-        f"{url.scheme}:// stores need {what}, which this version of clawstate does not "
-        "include yet; use sqlite:///path or memory://",
-    )
+    options = BackendOptions.from_config(config, create=create)
+    return backend_class(url.scheme).from_url(url, options)
 
 
 def open(

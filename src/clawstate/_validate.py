@@ -1,4 +1,7 @@
-"""Input checks shared by every entry point (facade, CLI, later the server).
+"""Input checks shared by every entry point: the facade, the event store, the CLI,
+the server and the HTTP client (which checks before sending, so a bad request fails
+the same way locally and remotely).  This module is their one home: an entry point
+imports its checks from here, never a private helper of another module.
 
 Each check raises :class:`InvalidRequest` naming the field and the limit, and
 runs before anything is written, so a refused request changes nothing.
@@ -10,6 +13,9 @@ from collections.abc import Iterable, Mapping
 from itertools import islice
 from typing import Any, Final
 
+import msgspec
+
+from .codec import _validate as _round_trip_check
 from .config import MAX_KEY_BYTES, MAX_NAMESPACE_LEN, MAX_TTL_SECONDS, Limits
 from .config import check_namespace_name as _config_check
 from .errors import InvalidRequest
@@ -19,6 +25,8 @@ __all__ = [
     "MAX_KEY_BYTES",
     "MAX_TTL_SECONDS",
     "check_collection",
+    "check_event_filter",
+    "check_event_json",
     "check_flag",
     "check_int",
     "check_key",
@@ -29,8 +37,10 @@ __all__ = [
     "check_position",
     "check_timeout",
     "check_ttl",
+    "check_value",
     "check_version",
     "is_integer_text",
+    "is_utf8",
     "parse_int",
     "shown",
 ]
@@ -252,3 +262,53 @@ def check_pairs(items: Any, max_items: int, field: str = "items") -> list[tuple[
                 raise InvalidRequest(f"{field}[{i}]", f"must be a (key, value) pair, got {what}")
             pairs[i] = (pair[0], pair[1])
     return pairs
+
+
+def is_utf8(text: str) -> bool:
+    """False for strings with lone surrogates, which no backend can store or compare."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_value(value: object, *, json: bool) -> None:
+    """Refuse a value that would not round-trip unchanged through the codec (NaN,
+    non-string keys in JSON, unsupported types…), naming the path inside it.  The
+    walk itself is the codec's (it must match what the codec encodes)."""
+    _round_trip_check(value, json)
+
+
+def check_event_json(i: int, what: str, value: Any) -> bytes:
+    """``events[i].data`` / ``.metadata`` checked and encoded as the JSON text the
+    event log stores: a dict that round-trips as JSON, else :class:`InvalidRequest`
+    naming ``events[i].<what>``."""
+    field = f"events[{i}].{what}"
+    if type(value) is not dict:
+        raise InvalidRequest(field, f"must be a JSON object (dict), got {type(value).__name__}")
+    try:
+        _round_trip_check(value, True)
+        return msgspec.json.encode(value)
+    except InvalidRequest as exc:
+        reason = str(exc).split(": ", 1)[-1].replace("value at $", "$", 1)
+        reason = reason.replace("value has ", "has ", 1)
+        raise InvalidRequest(field, reason) from None
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        # Lone surrogates and the like: the round-trip check admits every str.
+        raise InvalidRequest(field, f"cannot be encoded as JSON: {exc}") from None
+
+
+def check_event_filter(flt: Any) -> None:
+    """An event filter (``clawstate.events.EventFilter``) or None.  Checked by its
+    fields, so this module needs no import of the event store (which imports it)."""
+    if flt is None:
+        return
+    prefix = getattr(flt, "stream_prefix", None)
+    types = getattr(flt, "types", None)
+    if prefix is None or types is None or isinstance(flt, type):
+        raise InvalidRequest("filter", f"must be a clawstate.events.EventFilter, got {flt!r}")
+    if not isinstance(prefix, str):
+        raise InvalidRequest("filter.stream_prefix", "must be a string")
+    if not isinstance(types, tuple) or not all(isinstance(t, str) for t in types):
+        raise InvalidRequest("filter.types", "must be a tuple of event type strings")

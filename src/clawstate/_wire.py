@@ -30,6 +30,8 @@ from .errors import (
     Forbidden,
     IntegrityError,
     InvalidRequest,
+    LogTrimmed,
+    RateLimited,
     Unauthorized,
     VersionConflict,
     WrongExpectedVersion,
@@ -79,7 +81,6 @@ MSGPACK_TYPES: Final = frozenset(
 #: Header names (case-insensitive on the wire).
 IDEMPOTENCY_KEY: Final = "idempotency-key"
 NAMESPACE_OPTIONS: Final = "clawstate-namespace-options"
-REQUEST_ID: Final = "x-request-id"
 
 
 class ItemMeta(msgspec.Struct, frozen=True, gc=False, omit_defaults=False):
@@ -266,8 +267,10 @@ _ERRORS: dict[str, type[ClawStateError]] = {
         Unauthorized,
         Forbidden,
         BackendUnavailable,
+        RateLimited,
         IntegrityError,
         ConfigError,
+        LogTrimmed,
         NotFound,
     )
 }
@@ -300,6 +303,16 @@ def error_from_problem(doc: Any, status: int) -> ClawStateError:
             namespace=doc.get("namespace"),
             message=detail,
         )
+    if cls is RateLimited or (cls is None and status == 429):
+        after = doc.get("retry_after")
+        return RateLimited(float(after) if isinstance(after, int | float) else None, detail)
+    if cls is LogTrimmed:
+        requested, first = doc.get("requested"), doc.get("first_available")
+        if isinstance(requested, int) and isinstance(first, int):
+            trimmed = LogTrimmed(requested, first, field=str(doc.get("field") or "from_seq"))
+            trimmed.args = (detail,)
+            return trimmed
+        cls = InvalidRequest  # a document without its positions: still the same meaning
     if cls is InvalidRequest:
         field = str(doc.get("field") or "request")
         err = InvalidRequest(field, "", limit=doc.get("limit"))

@@ -1,10 +1,15 @@
 """AsyncStore: the same facade, awaitable.
 
 One implementation, two faces: every coroutine here hands the corresponding
-*sync* method to a thread pool and awaits its future.  Writes from many tasks
-therefore reach the backend's group committer from several pool threads at
-once and are coalesced exactly like writes from threads; reads run on pool
-threads with their own connections and never block the event loop.
+*sync* method to a thread pool and awaits its future.  Reads run on pool threads
+with their own connections and never block the event loop.
+
+Awaited single puts are group-committed before they reach the pool
+(``batch_writes=True``, the default; see :mod:`clawstate._batch`): the plain puts
+awaited during one event-loop iteration are written through ONE transaction, each
+caller still getting its own Item or its own error.  Handed to the pool one by one
+they would seldom meet in the backend's group committer, since the event loop holds
+the GIL most of the time.
 """
 
 from __future__ import annotations
@@ -12,10 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+import inspect
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from ._awaitable import BUFFERED, Buffered
+from ._batch import SharedCommitHook, WriteBatcher
+from ._retry import MAX_RETRIES, retry_on_conflict_async
+from ._validate import check_int, check_key, check_ttl
 from .cache import Miss
 from .store import Namespace, Store, Transaction, TxNamespace, Watch
 from .types import AppendResult, Change, CheckReport, Item, Page
@@ -49,10 +59,21 @@ class _Runner:
 class AsyncNamespace:
     """Awaitable twin of :class:`~clawstate.store.Namespace`."""
 
-    def __init__(self, ns: Namespace, run: _Runner) -> None:
+    def __init__(
+        self, ns: Namespace, run: _Runner, batch: WriteBatcher | None = None, *, shared: bool = True
+    ) -> None:
         self._ns = ns
         self._run = run
+        #: the store's write batcher (None: every put goes to the pool on its own)
+        self._batch = batch
+        #: False for a handle with its own options: its puts never share a commit
+        self._shared = shared
         self.name = ns.name
+
+    @property
+    def sync(self) -> Namespace:
+        """The underlying sync Namespace (same data, same policy)."""
+        return self._ns
 
     async def get(self, key: str) -> Item | None:
         cache = self._ns._cache
@@ -80,6 +101,18 @@ class AsyncNamespace:
         idempotency_key: str | None = None,
         keep_ttl: bool = False,
     ) -> Item:
+        if self._batch is not None:
+            return await self._batch.put(
+                self._ns,
+                key,
+                value,
+                ttl=ttl,
+                if_version=if_version,
+                if_absent=if_absent,
+                idempotency_key=idempotency_key,
+                keep_ttl=keep_ttl,
+                shareable=self._shared,
+            )
         return await self._run(
             self._ns.put,
             key,
@@ -117,6 +150,37 @@ class AsyncNamespace:
     async def count(self) -> int:
         return await self._run(self._ns.count)
 
+    async def update(
+        self,
+        key: str,
+        fn: Callable[[Any], Any],
+        *,
+        default: Any = None,
+        ttl: float | None = None,
+        retries: int = 10,
+    ) -> Item:
+        """Awaitable :meth:`Namespace.update <clawstate.Namespace.update>`: read, apply
+        ``fn`` (on the event loop; it may also return an awaitable), write with
+        ``if_version`` / ``if_absent``, retried on conflict with ``asyncio.sleep``
+        pauses (no thread is held while it waits)."""
+        check_key(key, self._ns._max_key)
+        check_int(retries, "retries", 0, MAX_RETRIES)
+        if ttl is not None:
+            check_ttl(ttl, self._ns._max_ttl)
+
+        async def attempt() -> Item:
+            item = await self.get(key)
+            value = fn(default if item is None else item.value)
+            if inspect.isawaitable(value):
+                value = await value
+            if item is None:
+                return await self.put(key, value, ttl=ttl, if_absent=True)
+            if ttl is None:
+                return await self.put(key, value, if_version=item.version, keep_ttl=True)
+            return await self.put(key, value, ttl=ttl, if_version=item.version)
+
+        return await retry_on_conflict_async(attempt, retries)
+
     def watch(
         self, from_seq: int | None = 0, *, prefix: str = "", timeout: float | None = None
     ) -> AsyncWatch:
@@ -124,7 +188,13 @@ class AsyncNamespace:
 
 
 class AsyncTxNamespace:
-    """A namespace inside an :class:`AsyncTransaction`; writes buffer until commit."""
+    """A namespace inside an :class:`AsyncTransaction`; writes buffer until commit.
+
+    ``put`` and ``delete`` buffer the write when they are *called* and return an
+    already-complete awaitable (:data:`clawstate._awaitable.BUFFERED`): awaiting them
+    is allowed and costs nothing, and forgetting the ``await`` loses nothing.  Reads
+    see the transaction's own buffered writes (see :class:`~clawstate.TxNamespace`).
+    """
 
     def __init__(self, tx_ns: TxNamespace, run: _Runner) -> None:
         self._tx_ns = tx_ns
@@ -134,7 +204,10 @@ class AsyncTxNamespace:
     async def get(self, key: str) -> Item | None:
         return await self._run(self._tx_ns.get, key)
 
-    async def put(
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Item]:
+        return await self._run(self._tx_ns.get_many, keys)
+
+    def put(
         self,
         key: str,
         value: Any,
@@ -143,13 +216,15 @@ class AsyncTxNamespace:
         if_version: int | None = None,
         if_absent: bool = False,
         keep_ttl: bool = False,
-    ) -> None:
+    ) -> Buffered:
         self._tx_ns.put(
             key, value, ttl=ttl, if_version=if_version, if_absent=if_absent, keep_ttl=keep_ttl
         )
+        return BUFFERED
 
-    async def delete(self, key: str, *, if_version: int | None = None) -> None:
+    def delete(self, key: str, *, if_version: int | None = None) -> Buffered:
         self._tx_ns.delete(key, if_version=if_version)
+        return BUFFERED
 
 
 class AsyncTransaction:
@@ -194,7 +269,12 @@ class AsyncTransaction:
 
 
 class AsyncWatch(AsyncIterator[Change]):
-    """Async iterator over a :class:`~clawstate.store.Watch`."""
+    """Async iterator over a :class:`~clawstate.store.Watch`.
+
+    Reads of the log run on the pool; waiting for the next change does not: it
+    awaits the log's shared waiter (:meth:`clawstate._follow.Cursor.wait_async`),
+    so an idle watch holds no pool thread and ``close()`` wakes it at once.
+    """
 
     def __init__(self, watch: Watch, run: _Runner) -> None:
         self._watch = watch
@@ -204,25 +284,67 @@ class AsyncWatch(AsyncIterator[Change]):
     def last_seq(self) -> int:
         return self._watch.last_seq
 
+    @property
+    def sync(self) -> Watch:
+        return self._watch
+
     def __aiter__(self) -> AsyncWatch:
         return self
 
     async def __anext__(self) -> Change:
-        change = await self._run(next, self._watch, None)
-        if change is None:
-            raise StopAsyncIteration
-        return change
+        watch = self._watch
+        buffer = watch._buffer
+        cursor = watch.cursor
+        loop = asyncio.get_running_loop()
+        timeout = watch._timeout
+        # One deadline per call, as for the sync watch.
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            if buffer:
+                return buffer.popleft()
+            if cursor.closed:
+                raise StopAsyncIteration
+            if await self._run(watch._fill):
+                continue
+            if deadline is None:
+                await cursor.wait_async()
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise StopAsyncIteration
+            await cursor.wait_async(remaining)
 
     def close(self) -> None:
+        """Stop the watch (from any thread or task): a pending ``__anext__`` ends now."""
         self._watch.close()
 
 
 class AsyncStore:
-    """Awaitable twin of :class:`~clawstate.store.Store`.  Build it with ``open_async``."""
+    """Awaitable twin of :class:`~clawstate.store.Store`.  Build it with ``open_async``.
 
-    def __init__(self, store: Store, *, max_workers: int = 32) -> None:
+    ``batch_writes`` (default on) group-commits the plain puts awaited during one
+    event-loop iteration (see :mod:`clawstate._batch`); ``batch_key``, read in each
+    caller's context, keeps apart puts that must not share a transaction (equal
+    readings share); ``on_shared_commit(committed, writes)`` is told of every shared
+    commit, on a pool thread (the server counts them in its metrics).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_workers: int = 32,
+        batch_writes: bool = True,
+        batch_key: Callable[[], Hashable] | None = None,
+        on_shared_commit: SharedCommitHook | None = None,
+    ) -> None:
         self._store = store
         self._run = _Runner(max_workers)
+        self._batch: WriteBatcher | None = None
+        if batch_writes:
+            self._batch = WriteBatcher(
+                store, self._run, batch_key=batch_key, on_shared_commit=on_shared_commit
+            )
         self._namespaces: dict[str, AsyncNamespace] = {}
         self._events: AsyncEventStore | None = None
 
@@ -238,7 +360,9 @@ class AsyncStore:
     def namespace(self, name: str, /, **options: Any) -> AsyncNamespace:
         if not options and name in self._namespaces:
             return self._namespaces[name]
-        ans = AsyncNamespace(self._store.namespace(name, **options), self._run)
+        ans = AsyncNamespace(
+            self._store.namespace(name, **options), self._run, self._batch, shared=not options
+        )
         if not options:
             self._namespaces[name] = ans
         return ans
@@ -267,6 +391,12 @@ class AsyncStore:
             self._store.watch(from_seq, namespace=namespace, prefix=prefix, timeout=timeout),
             self._run,
         )
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` on this store's thread pool, in a copy of the
+        caller's context: for sync work against :attr:`sync` that has no awaitable
+        twin here (the HTTP server's token checks, audit records, SSE reads)."""
+        return await self._run(fn, *args, **kwargs)
 
     async def namespaces(self) -> list[str]:
         return await self._run(self._store.namespaces)

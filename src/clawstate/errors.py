@@ -6,9 +6,11 @@ Callers catch by meaning, never by driver::
     ├── VersionConflict            key, expected, actual  (optimistic concurrency failed)
     │   └── WrongExpectedVersion   stream, expected, actual (event streams)
     ├── InvalidRequest             field, limit           (bad key, value, query, TTL, size…)
+    │   └── LogTrimmed             requested, first_available (a follower fell behind retention)
     ├── Unauthorized               no, invalid or expired credentials
     ├── Forbidden                  credentials lack the scope
     ├── BackendUnavailable         the storage cannot be reached or is broken
+    │   └── RateLimited            retry_after            (too many requests for a token)
     ├── IntegrityError             stored data failed an integrity or authentication check
     └── ConfigError                field                  (bad clawstate.toml / CLAWSTATE_*)
 
@@ -29,6 +31,8 @@ __all__ = [
     "Forbidden",
     "IntegrityError",
     "InvalidRequest",
+    "LogTrimmed",
+    "RateLimited",
     "Unauthorized",
     "VersionConflict",
     "WrongExpectedVersion",
@@ -122,6 +126,47 @@ class InvalidRequest(ClawStateError):
         return doc
 
 
+class LogTrimmed(InvalidRequest):
+    """A follower's next position was trimmed from its log by retention.
+
+    Raised by everything that follows a seq-ordered log (``watch``, event
+    subscriptions) instead of silently skipping what it can no longer read:
+    ``requested`` is the first position the follower needed, ``first_available``
+    the oldest one the log still holds.  Resume from ``first_available - 1`` after
+    rebuilding whatever the follower derives from the log.  A subclass of
+    :class:`InvalidRequest` (``field`` names the position argument, ``limit`` is the
+    lowest position one may resume after), because a resume from a trimmed
+    position was refused as an ``InvalidRequest`` before this class existed;
+    over HTTP it is ``410 Gone``.
+    """
+
+    http_status = 410
+
+    def __init__(
+        self,
+        requested: int,
+        first_available: int,
+        *,
+        field: str = "from_seq",
+        log: str = "change log",
+        retention: str = "changelog_retention",
+    ) -> None:
+        self.requested = requested
+        self.first_available = first_available
+        super().__init__(
+            field,
+            f"the {log} no longer holds position {requested}: it was trimmed by "
+            f"{retention}, and the oldest position retained is {first_available}; "
+            f"resume from {first_available - 1} after rebuilding what you derived from it",
+            limit=first_available - 1,
+        )
+
+    def to_problem(self) -> dict[str, Any]:
+        doc = super().to_problem()
+        doc.update(requested=self.requested, first_available=self.first_available)
+        return doc
+
+
 class Unauthorized(ClawStateError):
     """Credentials are missing, invalid or expired."""
 
@@ -138,6 +183,34 @@ class BackendUnavailable(ClawStateError):
     """The storage backend cannot be reached or refused to work; retrying may help."""
 
     http_status = 503
+
+
+class RateLimited(BackendUnavailable):
+    """Too many requests for this token: ``retry_after`` seconds until one is allowed
+    (``None`` when unknown).
+
+    The one class for both sides: the server raises it (and answers ``429`` with a
+    ``Retry-After`` header), and the HTTP client raises it when the server kept
+    answering 429 after every retry.  A :class:`BackendUnavailable`, because, like an
+    unreachable backend, it says "not now": retrying later may succeed.
+    """
+
+    http_status = 429
+
+    def __init__(self, retry_after: float | None = None, detail: str | None = None) -> None:
+        self.retry_after = retry_after
+        if detail is None:
+            detail = (
+                "rate limit exceeded"
+                if retry_after is None
+                else f"rate limit exceeded; retry after {retry_after:.3g} s"
+            )
+        super().__init__(detail)
+
+    def to_problem(self) -> dict[str, Any]:
+        doc = super().to_problem()
+        doc["retry_after"] = self.retry_after
+        return doc
 
 
 class IntegrityError(ClawStateError):

@@ -20,8 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from ._follow import ChangeSource, Cursor
+from ._retry import MAX_RETRIES, retry_on_conflict
 from ._validate import (
     check_flag,
+    check_int,
     check_key,
     check_key_list,
     check_limit,
@@ -31,8 +34,10 @@ from ._validate import (
     check_timeout,
     check_ttl,
     check_version,
+    is_utf8,
 )
 from .backends.base import (
+    NO_DOCUMENT,
     OP_DELETE,
     OP_PUT,
     OP_REWRAP,
@@ -64,9 +69,17 @@ _EVENTS_LOCK = threading.Lock()
 _cursor_decoder = msgspec.msgpack.Decoder(tuple[str, str])
 
 
-def _etag(seq: int) -> str:
-    """An opaque tag that changes on every write: the change-log seq of the last write."""
-    return format(seq, "x")
+def _etag(version: int) -> str:
+    """An opaque tag that changes on every write of a key: its version, in hex.
+
+    Versions never repeat across a key's incarnations (the version floor, see
+    ``backends/_apply.py``), so the version alone tells one stored value from every
+    other this key ever had.  It is not the change-log seq: that counter is
+    store-wide, and an ETag made from it would show a reader how many writes other
+    namespaces had between two of its own (issue 10, "nothing a caller receives
+    depends on data it may not read").
+    """
+    return format(version, "x")
 
 
 def _fingerprint(parts: list[Any]) -> bytes:
@@ -91,18 +104,9 @@ def _decode_cursor(cursor: Any, prefix: str) -> str:
         raise InvalidRequest("cursor", "is not a cursor this store issued") from None
     if cursor_prefix != prefix:
         raise InvalidRequest("cursor", "was issued for another prefix")
-    if not last_key.startswith(prefix) or "\x00" in last_key or not _is_utf8(last_key):
+    if not last_key.startswith(prefix) or "\x00" in last_key or not is_utf8(last_key):
         raise InvalidRequest("cursor", "is not a cursor this store issued")
     return last_key
-
-
-def _is_utf8(text: str) -> bool:
-    """False for strings with lone surrogates, which no backend can store or compare."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class Namespace:
@@ -132,6 +136,10 @@ class Namespace:
         )
         self._default_ttl = policy.default_ttl
         self._log_values = policy.changelog_values
+        #: hand the backend the documents it keeps a queryable copy of (Write.doc), on
+        #: the paths that write before returning: never for write-back, whose writes
+        #: reach the backend after the caller could have changed the value
+        self._documents = self._backend.capabilities.documents and policy.cache != "write-back"
         #: the namespace's cache (docs/cache.md), shared by every handle; None: uncached
         self._cache = store._cache.attach(self)
 
@@ -155,7 +163,7 @@ class Namespace:
             st.key,
             self._decode(st),
             st.version,
-            _etag(st.seq),
+            _etag(st.version),
             st.created_at,
             st.updated_at,
             st.expires_at,
@@ -178,7 +186,11 @@ class Namespace:
         if_absent: bool,
         now: float,
         keep_ttl: bool = False,
+        documents: bool = False,
     ) -> Write:
+        """``documents``: the write carries the value's plaintext document for the
+        backend (:meth:`Codec.encode_document`) — only where ``backend.write`` runs
+        before the caller gets control back, so the value cannot change meanwhile."""
         check_key(key, self._max_key)
         if if_absent is not False and if_absent is not True:
             check_flag(if_absent, "if_absent")  # "yes" is not True
@@ -193,7 +205,10 @@ class Namespace:
         # keep_ttl: the backend keeps a live item's expiry inside the write's
         # transaction; a new item gets what a put without ttl gives (the default).
         expires = self._expires(ttl, now)
-        data = self._codec.encode(self.name, key, value)
+        if documents:
+            data, doc = self._codec.encode_document(self.name, key, value)
+        else:
+            data, doc = self._codec.encode(self.name, key, value), NO_DOCUMENT
         return Write(
             self.name,
             key,
@@ -204,6 +219,7 @@ class Namespace:
             bool(if_absent),
             self._log_values,
             keep_ttl=keep_ttl,
+            doc=doc,
         )
 
     def _unit(
@@ -238,7 +254,7 @@ class Namespace:
 
         Pass the returned ``cursor`` to get the next page; it is None on the last.
         """
-        if not isinstance(prefix, str) or "\x00" in prefix or not _is_utf8(prefix):
+        if not isinstance(prefix, str) or "\x00" in prefix or not is_utf8(prefix):
             raise InvalidRequest("prefix", "must be a valid Unicode string without NUL")
         limit = check_limit(limit, self._store.config.limits.max_query_limit)
         after = None if cursor is None else _decode_cursor(cursor, prefix)
@@ -308,7 +324,9 @@ class Namespace:
         flushed within ``cache_flush_delay``; see docs/cache.md.
         """
         now = self._clock()
-        write = self._put_write(key, value, ttl, if_version, if_absent, now, keep_ttl)
+        write = self._put_write(
+            key, value, ttl, if_version, if_absent, now, keep_ttl, documents=self._documents
+        )
         cache = self._cache
         if cache is not None and cache.write_back is not None:
             # keep_ttl needs the stored expiry: the backend decides it, not the cache.
@@ -324,7 +342,14 @@ class Namespace:
         if cache is not None:
             cache.committed([write], [o])
         return Item(
-            key, value, o.version, _etag(o.seq), o.created_at, o.updated_at, o.expires_at, self.name
+            key,
+            value,
+            o.version,
+            _etag(o.version),
+            o.created_at,
+            o.updated_at,
+            o.expires_at,
+            self.name,
         )
 
     def put_many(
@@ -341,7 +366,8 @@ class Namespace:
         """
         pairs = check_pairs(items, self._max_batch)
         now = self._clock()
-        writes = [self._put_write(k, v, ttl, None, False, now) for k, v in pairs]
+        docs = self._documents
+        writes = [self._put_write(k, v, ttl, None, False, now, documents=docs) for k, v in pairs]
         if not writes:
             return []
         cache = self._cache
@@ -356,7 +382,16 @@ class Namespace:
         if cache is not None:
             cache.committed(writes, outcomes)
         return [
-            Item(k, v, o.version, _etag(o.seq), o.created_at, o.updated_at, o.expires_at, self.name)
+            Item(
+                k,
+                v,
+                o.version,
+                _etag(o.version),
+                o.created_at,
+                o.updated_at,
+                o.expires_at,
+                self.name,
+            )
             for (k, v), o in zip(pairs, outcomes, strict=True)
         ]
 
@@ -386,12 +421,55 @@ class Namespace:
             cache.committed([write], [o])
         return o.applied
 
+    def update(
+        self,
+        key: str,
+        fn: Callable[[Any], Any],
+        *,
+        default: Any = None,
+        ttl: float | None = None,
+        retries: int = 10,
+    ) -> Item:
+        """Read ``key``, store ``fn(value)`` (``fn(default)`` when it is absent) and return
+        the new item — a compare-and-set retried on conflict.
+
+        The write is conditional on what was read (``if_version``, or ``if_absent``
+        for a missing key), so a concurrent writer can never be overwritten unseen:
+        on :class:`VersionConflict` the whole read-apply-write runs again, at most
+        ``retries`` more times (with a short random pause), then the conflict
+        propagates.  ``fn`` may therefore run more than once and must not have side
+        effects.  The item keeps its expiry unless ``ttl`` gives a new one (a new
+        item gets the namespace's default TTL).
+        """
+        check_key(key, self._max_key)
+        check_int(retries, "retries", 0, MAX_RETRIES)
+        if ttl is not None:
+            check_ttl(ttl, self._max_ttl)
+
+        def attempt() -> Item:
+            item = self.get(key)
+            if item is None:
+                return self.put(key, fn(default), ttl=ttl, if_absent=True)
+            value = fn(item.value)
+            if ttl is None:
+                return self.put(key, value, if_version=item.version, keep_ttl=True)
+            return self.put(key, value, ttl=ttl, if_version=item.version)
+
+        return retry_on_conflict(attempt, retries)
+
 
 class TxNamespace:
     """A namespace as seen inside a transaction: writes are buffered until commit.
 
-    Reads (``get``) see committed state, not the transaction's own buffered
-    writes; use ``if_version`` on the writes to make read-modify-write safe.
+    Reads (``get``, ``get_many``) see the transaction's own buffered writes first —
+    a put reads back as its value, a delete as absent — and committed state for
+    keys the transaction has not written.  An item read back from a buffered put
+    has ``version == 0`` and an empty ``etag`` (its version is assigned when it
+    commits; ``tx.result`` then holds the committed items); its ``expires_at`` is
+    what the commit will give it (``ttl``, ``keep_ttl``, the namespace default),
+    and it reads as absent once that time has passed.  Conditions (``if_version``,
+    ``if_absent``) are checked at commit, each against the state the transaction's
+    earlier writes leave; a failed one refuses the whole transaction.
     """
 
     def __init__(self, tx: Transaction, ns: Namespace) -> None:
@@ -400,7 +478,26 @@ class TxNamespace:
         self.name = ns.name
 
     def get(self, key: str) -> Item | None:
-        return self._ns.get(key)
+        """The live item at ``key`` as this transaction would leave it."""
+        check_key(key, self._ns._max_key)
+        writes = self._tx._buffered(self.name, key)
+        if not writes:
+            return self._ns.get(key)
+        return self._tx._overlay(self._ns, key, writes, self._ns.get(key))
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Item]:
+        """The live items among ``keys`` as this transaction would leave them."""
+        keys = check_key_list(keys, self._ns._max_batch, self._ns._max_key)
+        found = self._ns.get_many(keys)
+        out: dict[str, Item] = {}
+        for key in keys:
+            writes = self._tx._buffered(self.name, key)
+            item = found.get(key)
+            if writes:
+                item = self._tx._overlay(self._ns, key, writes, item)
+            if item is not None:
+                out[key] = item
+        return out
 
     def put(
         self,
@@ -459,6 +556,8 @@ class Transaction:
         self._events_on: Backend | None = None
         #: one AppendResult per ``tx.events.append``, after commit
         self.appended: list[AppendResult] = []
+        #: (namespace, key) -> indexes into ``_writes``: what reads in the transaction see
+        self._by_key: dict[tuple[str, str], list[int]] = {}
 
     @property
     def events(self) -> TxEvents:
@@ -507,10 +606,35 @@ class Transaction:
             raise InvalidRequest(
                 "transaction", f"more than {limit} writes; the limit is {limit}", limit=limit
             )
+        self._by_key.setdefault((write.namespace, write.key), []).append(len(self._writes))
         self._writes.append(write)
         self._values.append(value)
         if self._idem is not None:
             self._parts.append(parts)
+
+    def _buffered(self, namespace: str, key: str) -> list[int]:
+        """Indexes of this transaction's buffered writes of ``key``, in order."""
+        return self._by_key.get((namespace, key), [])
+
+    def _overlay(
+        self, ns: Namespace, key: str, writes: list[int], committed: Item | None
+    ) -> Item | None:
+        """``key`` as the commit would leave it: ``committed`` with the buffered
+        ``writes`` applied in order (see :class:`TxNamespace`)."""
+        item = committed
+        for i in writes:
+            w = self._writes[i]
+            if w.op == OP_DELETE:
+                item = None
+                continue
+            expires = w.expires_at
+            if w.keep_ttl and item is not None:
+                expires = item.expires_at  # the live item's expiry, as the backend keeps it
+            created = self._now if item is None else item.created_at
+            item = Item(key, self._values[i], 0, "", created, self._now, expires, ns.name)
+        if item is not None and item.expires_at is not None and item.expires_at <= ns._clock():
+            return None  # expired (a TTL shorter than the transaction took)
+        return item
 
     def _add_events(self, write: EventWrite, parts: list[Any], backend: Backend) -> None:
         self._check_open()
@@ -542,8 +666,14 @@ class Transaction:
             unit = self._target._unit(self._writes, self._now, self._idem, parts)
             backend = self._target._backend
         else:
-            unit = self._store.events._tx_unit(self._now, self._idem, parts)
-            backend = self._store.events._backend
+            # Appends only: the unit goes to the event store's backend.
+            assert self._events_on is not None
+            backend = self._events_on
+            unit = WriteUnit([], self._now)
+            if self._idem is not None:
+                check_key(self._idem, 256, field="idempotency_key")
+                window = self._store.config.idempotency_window
+                unit = WriteUnit([], self._now, self._idem, _fingerprint(parts), self._now + window)
         unit.events = self._events
         # Pending write-back writes commit first: the transaction's conditions must see them.
         self._store._settle(None if self._target is None else self._target.backend_name)
@@ -560,7 +690,7 @@ class Transaction:
                         w.key,
                         v,
                         o.version,
-                        _etag(o.seq),
+                        _etag(o.version),
                         o.created_at,
                         o.updated_at,
                         o.expires_at,
@@ -573,6 +703,7 @@ class Transaction:
         self._done = True
         self._writes.clear()
         self._events.clear()
+        self._by_key.clear()
 
     def __enter__(self) -> Transaction:
         return self
@@ -588,9 +719,17 @@ class Watch(Iterator[Change]):
     """Past changes after ``from_seq``, then new ones as they commit.
 
     Iteration ends when ``timeout`` seconds pass without a new change (``None``
-    waits forever) or when ``close()`` is called from another thread.
-    ``from_seq=None`` starts at the current end; ``from_seq=0`` at the oldest
-    change still retained.  ``last_seq`` is the position to resume from.
+    waits forever) or when ``close()`` is called from another thread — a blocked
+    ``next()`` then returns at once, whatever the backend.  ``from_seq=None``
+    starts at the current end; ``from_seq=0`` at the oldest change still
+    retained.  ``last_seq`` is the position to resume from.
+
+    A watch never skips a change: if ``changelog_retention`` trimmed changes it
+    has not read yet — at the start, or while a slow consumer falls behind — it
+    raises :class:`~clawstate.errors.LogTrimmed` (``requested``,
+    ``first_available``; an :class:`~clawstate.errors.InvalidRequest`).  It is a
+    :class:`clawstate._follow.Cursor` over the change log: idle watches of one
+    backend share one waiting thread.
     """
 
     def __init__(
@@ -606,26 +745,34 @@ class Watch(Iterator[Change]):
     ) -> None:
         # check_position: a seq past 64 bits used to escape from the driver as OverflowError.
         from_seq = backend.last_seq() if from_seq is None else check_position(from_seq, "from_seq")
-        if from_seq > 0 and from_seq + 1 < backend.first_seq():
-            raise InvalidRequest(
-                "from_seq",
-                f"changes before seq {backend.first_seq()} were trimmed by changelog_retention; "
-                f"cannot resume from {from_seq}",
-            )
         if timeout is not None:
             check_timeout(timeout)
         if type(prefix) is not str:
             raise InvalidRequest("prefix", f"must be a string, got {type(prefix).__name__}")
         self._backend = backend
-        self.last_seq = from_seq
+        self._cursor: Cursor[Change] = Cursor(
+            ChangeSource(backend, namespace), from_seq, limit=batch, field="from_seq"
+        )
         self._namespace = namespace
         self._prefix = prefix
         self._timeout = timeout
-        self._batch = batch
         self._buffer: deque[Change] = deque()
-        self._closed = threading.Event()
         #: flushes this process's pending write-back writes before each read of the log
         self._settle = settle
+
+    @property
+    def last_seq(self) -> int:
+        """Every change up to this seq has been read (resume with ``watch(last_seq)``)."""
+        return self._cursor.position
+
+    @property
+    def cursor(self) -> Cursor[Change]:
+        """The log cursor under this watch (its position, hub and async wait)."""
+        return self._cursor
+
+    @property
+    def closed(self) -> bool:
+        return self._cursor.closed
 
     def __iter__(self) -> Watch:
         return self
@@ -634,22 +781,21 @@ class Watch(Iterator[Change]):
         # One deadline per call: changes this watch filters out (other namespaces,
         # other prefixes) must not keep restarting the timeout.
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        cursor = self._cursor
         while True:
             if self._buffer:
-                change = self._buffer.popleft()
-                return change
-            if self._closed.is_set():
+                return self._buffer.popleft()
+            if cursor.closed:
                 raise StopIteration
             if self._fill():
                 continue
-            while not self._closed.is_set():
-                wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
-                if wait <= 0:
-                    raise StopIteration
-                if self._backend.wait_for_change(self.last_seq, wait):
-                    break
-            if self._closed.is_set():
+            if deadline is None:
+                cursor.wait()
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise StopIteration
+            cursor.wait(remaining)
 
     def poll(self) -> list[Change]:
         """Every change available now, without waiting."""
@@ -661,25 +807,16 @@ class Watch(Iterator[Change]):
 
     def _fill(self) -> bool:
         """Read the next batch of changes into the buffer; False at the end of the log."""
-        # Read the log's end *before* the rows: every seq up to it is committed, so if
-        # none of them is ours the watch may move past them.  Without this, a watch on
-        # one namespace would stay behind other namespaces' changes, wait_for_change
-        # would report them again at once, and the watch would spin and never time out.
         if self._settle is not None:
             self._settle()
-        end = self._backend.last_seq() if self._namespace is not None else 0
-        rows = self._backend.changes(self.last_seq, self._batch, self._namespace)
-        if not rows:
-            if end > self.last_seq:
-                self.last_seq = end
-            return False
-        self.last_seq = rows[-1].seq
+        rows = self._cursor.read()
         prefix = self._prefix
         self._buffer.extend(c for c in rows if not prefix or c.key.startswith(prefix))
-        return True
+        return bool(rows)
 
     def close(self) -> None:
-        self._closed.set()
+        """Stop the watch from any thread: a blocked ``next()`` returns at once."""
+        self._cursor.close()
 
 
 class Store:
@@ -719,6 +856,8 @@ class Store:
                 backend.close()
             raise
         self._namespaces: dict[str, Namespace] = {}
+        #: (backend, namespace, index paths) already ensured (see _ensure_indexes)
+        self._indexed: set[tuple[str, str, tuple[str, ...]]] = set()
         #: every namespace's cache, the change-log tailers, write-back (docs/cache.md)
         self._cache = StoreCache(clock=self._clock, etag=_etag, urls=config.backend_urls())
         self._event_store: EventStore | None = None
@@ -771,9 +910,21 @@ class Store:
                 name, options, policy, self.config.limits, error=_option_error
             )
         ns = Namespace(self, name, policy)
+        if policy.indexes:
+            self._ensure_indexes(ns)
         if not options:
             self._namespaces[name] = ns
         return ns
+
+    def _ensure_indexes(self, ns: Namespace) -> None:
+        """Ask the namespace's backend for the indexes its resolved policy lists
+        (``indexes`` of ``[namespaces.<name>]`` or ``[namespaces."*"]``), once per
+        store and namespace: the facade owns policy, the backend only builds (one
+        that cannot index answers ``[]`` and its queries scan)."""
+        wanted = (ns.backend_name, ns.name, tuple(ns.policy.indexes))
+        if wanted not in self._indexed:
+            ns._backend.ensure_index(ns.name, list(wanted[2]))
+            self._indexed.add(wanted)
 
     def _system_namespace(self, name: str) -> Namespace:
         """A ``_``-prefixed namespace reserved for clawstate's own records (the
@@ -1145,7 +1296,9 @@ class Store:
             out["events"] = self.events.stats()
         return out
 
-    def check(self, *, deep: bool = False) -> CheckReport:
+    def check(
+        self, *, deep: bool = False, progress: Callable[[int, int | None], None] | None = None
+    ) -> CheckReport:
         """Verify the store's integrity: each backend's own check (items against the
         change log and back), every stored value's header (and with ``deep``, a full
         decode: decryption, decompression), and the server's audit chain when there is
@@ -1154,8 +1307,17 @@ class Store:
 
         Damaged storage is a finding, not an exception: a part that cannot be read
         (an :class:`IntegrityError` from the backend) is reported and the rest is still
-        checked.  Only an unreachable backend raises (:class:`BackendUnavailable`)."""
+        checked.  Only an unreachable backend raises (:class:`BackendUnavailable`).
+
+        ``progress(done, total)`` is called as values are checked (``total``: the
+        namespaces' item counts, None if unknown), for ``clawstate check``'s bar."""
         self._settle()
+        total: int | None = None
+        if progress is not None:
+            try:
+                total = sum(int(e.get("items", 0)) for e in self.stats()["namespaces"].values())
+            except ClawStateError:
+                total = None
         problems: list[str] = []
         checked: dict[str, int] = {}
         values = 0
@@ -1176,6 +1338,8 @@ class Store:
                 try:
                     for st in backend.iter_items(name):
                         values += 1
+                        if progress is not None and values % 256 == 0:
+                            progress(values, total)
                         try:
                             if deep:
                                 codec.decode(name, st.key, st.value)
@@ -1187,6 +1351,8 @@ class Store:
                     problems.append(f"{prefix}{name}: {exc}")
             every_name.update(names)
         checked["values"] = values
+        if progress is not None:
+            progress(values, values)
         problems += self._check_audit(every_name, checked)
         return CheckReport(problems, checked)
 

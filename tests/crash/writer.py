@@ -1,17 +1,21 @@
-"""Child process of the crash test: acknowledged writes, each logged after its ack.
+"""Child process of the crash tests: acknowledged writes, each logged after its ack.
 
-Three threads write concurrently (so kills land inside group-committed batches):
-single puts of unique keys, compare-and-set increments of one counter, and
+``writer.py URL_OR_SQLITE_PATH LOGDIR CYCLE [--put-threads N] [--idempotent-tx]``
+
+Three or more threads write concurrently (so kills land inside group-committed
+batches): puts of unique keys, compare-and-set increments of one counter, and
 two-key transactions.  Each thread appends one JSON line to its own ack log
-*after* the store acknowledged the write; the parent SIGKILLs this process at a
-random moment and then checks the store against the logs.
+(``put``, ``put2``…, ``cas``, ``tx``) *after* the store acknowledged the write; the
+parent SIGKILLs this process at a random moment and then checks the store against
+the logs.  One script for every backend (SQLite in ``test_crash.py``, PostgreSQL and
+Redis in their test modules), started through ``_backends.start_crash_writer``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import sys
 import threading
 
 import clawstate
@@ -64,11 +68,11 @@ def cas(store: clawstate.Store, fd: int) -> None:
         _ack(fd, {"op": "cas", "version": item.version, "n": item.value["n"]})
 
 
-def transactions(store: clawstate.Store, cycle: int, fd: int) -> None:
+def transactions(store: clawstate.Store, cycle: int, fd: int, idempotent: bool) -> None:
     i = 0
     while True:
         tid = tx_id(cycle, i)
-        with store.transaction() as tx:
+        with store.transaction(idempotency_key=tid if idempotent else None) as tx:
             tx.namespace("tx-a").put(tid, {"tid": tid})
             tx.namespace("tx-b").put(tid, {"tid": tid})
             tx.namespace("puts").delete(f"p-{cycle}-{i}-never")
@@ -77,18 +81,34 @@ def transactions(store: clawstate.Store, cycle: int, fd: int) -> None:
 
 
 def main() -> None:
-    path, logdir, cycle = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    store = clawstate.open(f"sqlite:///{path}", sweep_interval=0)
-    fds = [_logger(os.path.join(logdir, f"{name}-{cycle}.log"))[0] for name in ("put", "cas", "tx")]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("target", help="a store URL, or the path of a SQLite file")
+    parser.add_argument("logdir")
+    parser.add_argument("cycle", type=int)
+    parser.add_argument("--put-threads", type=int, default=1)
+    parser.add_argument("--idempotent-tx", action="store_true")
+    args = parser.parse_args()
+    url = args.target if "://" in args.target else f"sqlite:///{args.target}"
+    cycle = args.cycle
+    store = clawstate.open(url, sweep_interval=0)
+
+    def log(name: str) -> int:
+        return _logger(os.path.join(args.logdir, f"{name}-{cycle}.log"))[0]
+
+    put_logs = ["put", *(f"put{n}" for n in range(2, args.put_threads + 1))]
     threads = [
-        threading.Thread(target=puts, args=(store, cycle, fds[0]), daemon=True),
-        threading.Thread(target=cas, args=(store, fds[1]), daemon=True),
-        threading.Thread(target=transactions, args=(store, cycle, fds[2]), daemon=True),
+        *(
+            threading.Thread(target=puts, args=(store, cycle, log(name)), daemon=True)
+            for name in put_logs
+        ),
+        threading.Thread(target=cas, args=(store, log("cas")), daemon=True),
+        threading.Thread(
+            target=transactions, args=(store, cycle, log("tx"), args.idempotent_tx), daemon=True
+        ),
     ]
     for t in threads:
         t.start()
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
+    print("ready", flush=True)
     for t in threads:
         t.join()
 

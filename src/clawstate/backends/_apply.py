@@ -38,7 +38,7 @@ namespaces it cannot see.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import Any, Protocol, cast
 
 import msgspec
 
@@ -51,14 +51,12 @@ from .base import (
     OP_PUT,
     OP_REWRAP,
     EventRecord,
+    EventRow,
     EventWrite,
     Outcome,
     StreamMeta,
     WriteUnit,
 )
-
-if TYPE_CHECKING:
-    from ..events.backend import EventRow
 
 __all__ = [
     "EventRowAccess",
@@ -327,6 +325,24 @@ def expected_name(expected: int) -> int | str:
     return expected
 
 
+def _merged_meta(rows: EventRowAccess, ew: EventWrite) -> StreamMeta:
+    """``ew.meta`` with the fields named in ``ew.keep_meta`` taken from the stored
+    metadata: ``set_stream_metadata`` changes only the settings it was given."""
+    meta = ew.meta
+    assert meta is not None
+    if not ew.keep_meta:
+        return meta
+    old = rows.stream_meta_get(ew.stream) or StreamMeta()
+    fields: dict[str, Any] = {
+        "max_age": meta.max_age,
+        "max_count": meta.max_count,
+        "truncate_before": meta.truncate_before,
+    }
+    for name in ew.keep_meta:
+        fields[name] = getattr(old, name)
+    return StreamMeta(**fields)
+
+
 def _append(rows: EventRowAccess, ew: EventWrite, now: float) -> Outcome:
     """Check ``ew.expected``, append, apply metadata; a retried append replays."""
     stream = ew.stream
@@ -337,7 +353,7 @@ def _append(rows: EventRowAccess, ew: EventWrite, now: float) -> Outcome:
         first = rows.append_if(stream, expected, events, now)
         if first is not None:
             if ew.meta is not None:
-                rows.stream_meta_put(stream, ew.meta)
+                rows.stream_meta_put(stream, _merged_meta(rows, ew))
             version = expected + len(events)
             return Outcome(
                 "", stream, OP_APPEND, True, version, first + len(events) - 1, now, now, None
@@ -367,7 +383,7 @@ def _append(rows: EventRowAccess, ew: EventWrite, now: float) -> Outcome:
             raise InvalidRequest("events", "an event id is already used")  # pragma: no cover
         version = current + len(events)
         position = first + len(events) - 1
-    meta = ew.meta
+    meta = None if ew.meta is None else _merged_meta(rows, ew)
     if ew.delete:
         old = meta or rows.stream_meta_get(stream) or StreamMeta()
         meta = StreamMeta(old.max_age, old.max_count, version + 1)

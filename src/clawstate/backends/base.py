@@ -26,9 +26,25 @@ records.  What a backend must guarantee:
 
 Backends whose ``capabilities.events`` is True also keep the event store: a
 unit's ``events`` (:class:`EventWrite`) commit in the same transaction as its
-``writes``, through the same path (see :mod:`clawstate.backends._apply` and
-:mod:`clawstate.events.backend` for the read side).  The facade never hands
-``events`` to a backend without the capability.
+``writes``, through the same path (see :mod:`clawstate.backends._apply`), and
+they answer the reads of :class:`EventLog`.  The facade never hands ``events``
+to a backend without the capability.  :class:`EventLog` lives here, beside
+:class:`Backend`, rather than in :mod:`clawstate.events`: it is a seam the
+*backends* implement, and a backend must never import the layer above the
+facade (that was the ``backends ⇄ events`` import circle).  Each backend keeps
+its event-log code in its own package (``backends/<name>/events.py``).
+
+Every backend class is built the same way, by :mod:`clawstate._open`'s scheme
+table: ``Cls.from_url(url, options)`` with the parsed URL (backend-specific
+parameters such as PostgreSQL's ``?pool_max=`` travel in it, one value per URL,
+so two backends of one store can differ) and one :class:`BackendOptions` (what
+the store's configuration says to every backend).
+
+Indexes: the facade calls ``ensure_index(namespace, fields)`` once per namespace
+it opens whose policy lists ``indexes`` (``[namespaces.<name>]`` or
+``[namespaces."*"]``).  A backend that can index creates what is missing and
+returns the index names; one that cannot returns ``[]`` — queries then still
+answer, by scanning (SQLite, Redis and memory today).
 
 Every backend runs the conformance suite in :mod:`clawstate.testing`.
 """
@@ -43,11 +59,13 @@ import msgspec
 from ..types import Change
 
 if TYPE_CHECKING:
+    from ..config import Config, ParsedUrl
     from ..query import Query
 
 __all__ = [
     "EXPECT_ANY",
     "EXPECT_EXISTS",
+    "NO_DOCUMENT",
     "OP_APPEND",
     "OP_DELETE",
     "OP_EXPIRE",
@@ -55,15 +73,21 @@ __all__ = [
     "OP_PUT",
     "OP_REWRAP",
     "Backend",
+    "BackendClass",
+    "BackendOptions",
     "Capabilities",
+    "EventLog",
     "EventRecord",
+    "EventRow",
     "EventWrite",
     "Outcome",
     "StoredItem",
     "StreamMeta",
+    "StreamRow",
     "SweepResult",
     "Write",
     "WriteUnit",
+    "visible_from",
 ]
 
 #: Write kinds.  ``OP_REWRAP`` replaces the stored bytes of an unchanged item
@@ -80,6 +104,22 @@ OP_APPEND = 4
 OP_NAMES: dict[int, str] = {OP_PUT: "put", OP_DELETE: "delete", OP_EXPIRE: "expire"}
 
 
+class _NoDocument:
+    """The type of :data:`NO_DOCUMENT` (a sentinel: ``None`` is a JSON document)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_DOCUMENT"
+
+    def __reduce__(self) -> str:
+        return "NO_DOCUMENT"
+
+
+#: ``Write.doc`` when the write carries no plaintext document (see :class:`Write`).
+NO_DOCUMENT: Any = _NoDocument()
+
+
 class Write(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """One key's write inside a unit.
 
@@ -89,6 +129,15 @@ class Write(msgspec.Struct, frozen=True, gc=False, array_like=True):
     ``expires_at`` instead of ``expires_at`` (which is then None); with no live item
     the put has no expiry.  It is decided inside the write's transaction, so no
     concurrent write can slip between reading the old expiry and keeping it.
+
+    ``doc`` (a put) is the value ``value`` encodes, handed over by the codec
+    (:meth:`clawstate.codec.Codec.encode_document`) so that a backend keeping a
+    queryable copy (``capabilities.documents``: PostgreSQL's ``jsonb``) need not
+    decode its own bytes again.  It is only ever set for a value stored as
+    plaintext msgpack/JSON: the codec never hands out the document of an encrypted
+    value, and a backend must still read the stored header and keep no copy of an
+    encrypted value whatever ``doc`` says.  :data:`NO_DOCUMENT` otherwise — the
+    backend then derives the copy from ``value`` as before.
     """
 
     namespace: str
@@ -101,6 +150,7 @@ class Write(msgspec.Struct, frozen=True, gc=False, array_like=True):
     log_value: bool = False
     seq: int | None = None
     keep_ttl: bool = False
+    doc: Any = NO_DOCUMENT
 
 
 #: ``EventWrite.expected`` codes; a value >= 0 demands exactly that version (0: no events).
@@ -133,8 +183,11 @@ class EventWrite(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """An append of ``events`` to ``stream`` if its version matches ``expected``.
 
     ``meta`` replaces the stream's metadata once the check passed (with no events:
-    a metadata-only change).  ``delete`` is a soft delete: ``events`` holds the
-    tombstone, and afterwards ``truncate_before`` hides it and every earlier event.
+    a metadata-only change), except the fields named in ``keep_meta``, which keep
+    their stored values (a merge, decided inside the write so that two writers
+    setting different fields cannot undo each other).  ``delete`` is a soft delete:
+    ``events`` holds the tombstone, and afterwards ``truncate_before`` hides it and
+    every earlier event.
     """
 
     stream: str
@@ -142,6 +195,7 @@ class EventWrite(msgspec.Struct, frozen=True, gc=False, array_like=True):
     events: list[EventRecord]
     meta: StreamMeta | None = None
     delete: bool = False
+    keep_meta: tuple[str, ...] = ()
 
 
 class WriteUnit(msgspec.Struct, gc=False):
@@ -206,8 +260,38 @@ class Capabilities(msgspec.Struct, frozen=True):
     multi_process: bool = True
     #: query() runs inside the engine rather than by scanning in Python
     native_query: bool = False
-    #: keeps the event store (``WriteUnit.events`` and :class:`clawstate.events.backend.EventLog`)
+    #: keeps the event store (``WriteUnit.events`` and :class:`EventLog`)
     events: bool = False
+    #: keeps a queryable copy of plaintext values and so wants ``Write.doc``
+    documents: bool = False
+
+
+class BackendOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """What the store's configuration tells every backend it opens (one typed
+    object for every ``from_url``).  What differs per backend URL (PostgreSQL's
+    ``schema``/``pool_max``, Redis's ``prefix``…) stays in the URL.
+
+    ``create=False`` opens only a store that exists and writes nothing otherwise:
+    a missing store is a :class:`~clawstate.errors.ConfigError` "no store at …"
+    (the CLI's read commands).  ``durability`` is the embedded file's sync mode
+    (server stores are as durable as their server is configured).
+    ``max_value_bytes`` bounds what the backend decodes (PostgreSQL decompresses
+    values to build its ``jsonb`` copy).  ``max_batch`` bounds a group commit.
+    """
+
+    durability: str = "process"
+    create: bool = True
+    max_value_bytes: int = 16 * 1024 * 1024
+    max_batch: int = 512
+
+    @classmethod
+    def from_config(cls, config: Config, *, create: bool = True) -> BackendOptions:
+        """The options ``config`` gives its backends."""
+        return cls(
+            durability=config.durability,
+            create=create,
+            max_value_bytes=config.limits.max_value_bytes,
+        )
 
 
 #: Turns a stored item into its decoded value (the facade's codec), for backends
@@ -295,4 +379,110 @@ class Backend(Protocol):
         sealed under a new key id is written."""
         ...
 
+    def ensure_index(self, namespace: str, fields: Sequence[str]) -> list[str]:
+        """Make queries filtering on ``fields`` (dotted paths) in ``namespace`` use an
+        index; return the names of the indexes serving them.  Idempotent.  A backend
+        without secondary indexes returns ``[]`` (its queries scan)."""
+        ...
+
     def close(self) -> None: ...
+
+
+class BackendClass(Protocol):
+    """What :mod:`clawstate._open`'s scheme table holds: a backend class."""
+
+    name: str
+
+    @classmethod
+    def from_url(cls, url: ParsedUrl, options: BackendOptions) -> Backend:
+        """The backend ``url`` names, under ``options``."""
+        ...
+
+
+# -- the event store's read side -------------------------------------------------------
+
+#: ``(position, stream, version, id, type, schema_version, data, metadata, recorded_at)``;
+#: ``data`` and ``metadata`` are JSON text (``metadata`` None when empty).  Rows cross
+#: the seam as plain tuples in this fixed order: the facade decodes them into
+#: :class:`~clawstate.RecordedEvent` in one tight loop (one object per event, not two).
+EventRow = tuple[int, str, int, str, str, int, str, "str | None", float]
+
+#: ``(stream, version, position of its last event)``: one stream in a listing.
+StreamRow = tuple[str, int, int]
+
+
+@runtime_checkable
+class EventLog(Protocol):
+    """Event reads a backend with ``capabilities.events`` provides.
+
+    The write side is not here: appends travel in ``WriteUnit.events`` through the
+    backend's one write path (:func:`clawstate.backends._apply.apply_unit` over an
+    :class:`~clawstate.backends._apply.EventRowAccess`).  What a backend adds for
+    events is therefore (1) the ``EventRowAccess`` methods on its row-access object,
+    (2) these read methods, (3) schema, sweep and check for the event tables, and
+    (4) ``capabilities.events = True``; see ``backends/sqlite/events.py``,
+    ``backends/postgres/events.py`` and ``backends/memory/events.py``.
+    """
+
+    def read_stream(
+        self, stream: str, from_version: int | None, backwards: bool, limit: int, now: float
+    ) -> list[EventRow]:
+        """The stream's *visible* events (not hidden by its metadata at ``now``):
+        forwards from ``from_version`` (None: the first) in version order, or
+        backwards from it (None: the last), at most ``limit``."""
+        ...
+
+    def read_all(
+        self, after: int, limit: int, stream_prefix: str, types: tuple[str, ...]
+    ) -> tuple[list[EventRow], int]:
+        """Events with ``position > after`` whose stream starts with ``stream_prefix``
+        and whose type is in ``types`` (empty: any), in position order, at most
+        ``limit``; and the position scanned up to — a watermark: no event at or
+        below it that matches is missing from this or an earlier page, so a reader
+        may resume after it (this is how filtered readers move past other events)."""
+        ...
+
+    def last_position(self) -> int:
+        """The newest committed position (0: none); every lower one is committed too."""
+        ...
+
+    def wait_for_events(self, after: int, timeout: float) -> bool:
+        """Block until an event with ``position > after`` commits, or ``timeout``."""
+        ...
+
+    def stream_state(self, stream: str) -> tuple[int, StreamMeta | None]:
+        """The stream's version (0: no events) and its metadata."""
+        ...
+
+    def streams(self, prefix: str, after: str | None, limit: int) -> list[StreamRow]:
+        """Streams holding at least one stored event whose name starts with ``prefix``
+        and sorts after ``after`` (UTF-8 byte order), in that order, at most ``limit``:
+        ``(stream, version, position of its last event)``.  The sweep always keeps a
+        stream's last event, so a stream once appended to stays listed (a deleted
+        stream too, at its tombstone's version)."""
+        ...
+
+    def event_stats(self) -> dict[str, Any]:
+        """``first_position``, ``last_position``, ``events`` (rows stored) and
+        ``streams_with_metadata``."""
+        ...
+
+
+def visible_from(meta: StreamMeta | None, last: int, aged: int) -> int:
+    """The lowest version ``meta`` leaves visible in a stream whose last version is
+    ``last`` and whose newest event older than ``max_age`` has version ``aged``.
+
+    Hiding is always a prefix of the stream — even by age, where it hides every
+    version up to the newest too-old one (recording times of concurrent appends
+    need not grow with versions) — so a stream never shows a hole.  Every event
+    backend applies this one rule.
+    """
+    low = 1
+    if meta is not None:
+        if meta.truncate_before is not None:
+            low = max(low, meta.truncate_before)
+        if meta.max_count is not None:
+            low = max(low, last - meta.max_count + 1)
+        if meta.max_age is not None:
+            low = max(low, aged + 1)
+    return low

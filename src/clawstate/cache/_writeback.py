@@ -54,17 +54,17 @@ import logging
 import math
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ..backends.base import Write, WriteUnit
 from ..errors import BackendUnavailable, ClawStateError
 from ..types import Item
 
 if TYPE_CHECKING:
-    from ..backends.base import Backend
-    from ._namespace import NamespaceCache
+    from ..backends.base import Backend, Outcome
 
-__all__ = ["MAX_PENDING", "PendingUnit", "WriteBack"]
+__all__ = ["MAX_PENDING", "FlushTarget", "PendingUnit", "WriteBack"]
 
 log = logging.getLogger("clawstate.cache")
 
@@ -79,6 +79,22 @@ _CLOSE_RETRY_SECONDS: Final = 5.0
 _STALL_SECONDS: Final = 10.0
 
 
+class FlushTarget(Protocol):
+    """The namespace cache a pending unit belongs to, as the flusher sees it.
+
+    A Protocol (satisfied by ``_namespace.NamespaceCache``) rather than an import
+    of it: the namespace cache imports this module, so importing it back would
+    close a loop."""
+
+    def flushed(self, unit: PendingUnit, outcomes: Sequence[Outcome]) -> None:
+        """The unit's writes are durable: the cache takes their outcomes."""
+        ...
+
+    def discard(self, unit: PendingUnit) -> None:
+        """The unit's writes were refused or lost: the cache forgets them."""
+        ...
+
+
 class PendingUnit:
     """Writes acknowledged together (a put, a delete, a put_many), not yet durable."""
 
@@ -86,7 +102,7 @@ class PendingUnit:
 
     def __init__(
         self,
-        cache: NamespaceCache,
+        cache: FlushTarget,
         writes: list[Write],
         now: float,
         items: list[Item | None],

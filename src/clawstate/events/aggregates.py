@@ -16,12 +16,11 @@ classmethod that calls ``cls(id)`` and records the first event.
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from ..errors import InvalidRequest, VersionConflict
+from .._retry import retry_on_conflict
+from ..errors import InvalidRequest
 from ..types import AppendResult, Event, RecordedEvent
 
 if TYPE_CHECKING:
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["Aggregate", "Repository", "applies", "retry_on_conflict"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
 A = TypeVar("A", bound="Aggregate")
 
 _MARK = "__clawstate_applies__"
@@ -148,23 +146,6 @@ class Aggregate:
     def restore_state(self, state: dict[str, Any]) -> None:
         """Set the state :meth:`snapshot_state` returned."""
         self.__dict__.update(state)
-
-
-def retry_on_conflict(
-    fn: Callable[[], T], retries: int = 10, *, backoff: float = 0.002, max_backoff: float = 0.1
-) -> T:
-    """Call ``fn`` until it does not raise :class:`~clawstate.VersionConflict` (which
-    includes :class:`~clawstate.WrongExpectedVersion`), at most ``retries`` extra
-    times, sleeping a random, growing pause in between; the last conflict propagates."""
-    attempt = 0
-    while True:
-        try:
-            return fn()
-        except VersionConflict:
-            if attempt >= retries:
-                raise
-            time.sleep(random.uniform(0, min(max_backoff, backoff * 2**attempt)))
-            attempt += 1
 
 
 class Repository(Generic[A]):

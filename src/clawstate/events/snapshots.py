@@ -20,7 +20,7 @@ from ..errors import InvalidRequest
 from .store import SNAPSHOTS_NS
 
 if TYPE_CHECKING:
-    from ..store import Namespace, Transaction
+    from ._host import HostNamespace, HostTransaction
     from .store import EventStore
 
 __all__ = ["Snapshot", "Snapshots"]
@@ -41,7 +41,7 @@ class Snapshots:
 
     def __init__(self, events: EventStore) -> None:
         self._events = events
-        self._ns: Namespace = events.store._system_namespace(SNAPSHOTS_NS)
+        self._ns: HostNamespace = events.store._system_namespace(SNAPSHOTS_NS)
 
     def _doc(self, stream: str, version: int, state: Any, schema: int) -> dict[str, Any]:
         check_key(stream, self._events._max_stream, field="stream")
@@ -57,12 +57,11 @@ class Snapshots:
         return Snapshot(stream, version, state, schema, item.updated_at)
 
     def save_in(
-        self, tx: Transaction, stream: str, version: int, state: Any, *, schema: int = 1
+        self, tx: HostTransaction, stream: str, version: int, state: Any, *, schema: int = 1
     ) -> None:
         """Buffer the snapshot in ``tx``: it commits with the transaction's appends."""
-        from ..store import TxNamespace
-
-        TxNamespace(tx, self._ns).put(stream, self._doc(stream, version, state, schema))
+        doc = self._doc(stream, version, state, schema)
+        tx._system_namespace(SNAPSHOTS_NS).put(stream, doc)
 
     def load(self, stream: str) -> Snapshot | None:
         """The latest snapshot of ``stream``, or None."""
@@ -78,5 +77,5 @@ class Snapshots:
         return self._ns.delete(stream)
 
     @property
-    def namespace(self) -> Namespace:
+    def namespace(self) -> HostNamespace:
         return self._ns

@@ -18,16 +18,20 @@ through the codec (they are items in namespaces).
 
 from __future__ import annotations
 
+import base64
+import enum
 import re
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgspec
 
 from .._validate import (
     INT64_MAX,
     check_collection,
+    check_event_filter,
+    check_event_json,
     check_flag,
     check_int,
     check_key,
@@ -44,7 +48,6 @@ from ..backends.base import (
     StreamMeta,
     WriteUnit,
 )
-from ..codec import _validate as _check_json
 from ..config import DEFAULT_BACKEND
 from ..errors import InvalidRequest
 from ..types import ANY, AppendResult, Event, ExpectedVersion, RecordedEvent, new_event_id
@@ -52,7 +55,7 @@ from .backend import EventLog, EventRow, event_log
 from .upcasting import Upcasters
 
 if TYPE_CHECKING:
-    from ..store import Store, Transaction
+    from ._host import HostStore, HostTransaction
     from .aggregates import Aggregate, Repository
     from .projections import Projection, ProjectionRunner, ProjectionStatus
     from .snapshots import Snapshots
@@ -64,7 +67,9 @@ __all__ = [
     "SYSTEM_NAMESPACES",
     "EventFilter",
     "EventStore",
+    "StreamInfo",
     "StreamMetadata",
+    "StreamPage",
     "TxEvents",
 ]
 
@@ -86,10 +91,18 @@ MAX_EXPECTED = INT64_MAX - 1
 
 _ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _EXPECTED = {"any": EXPECT_ANY, "no_stream": 0, "stream_exists": EXPECT_EXISTS}
-_json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
 
 A = TypeVar("A", bound="Aggregate")
+
+
+class _Keep(enum.Enum):
+    KEEP = "keep"
+
+
+#: The default of ``set_stream_metadata``'s settings: an omitted setting keeps its value.
+KEEP = _Keep.KEEP
+_META_FIELDS = ("max_age", "max_count", "truncate_before")
 
 
 class EventFilter(msgspec.Struct, frozen=True):
@@ -121,6 +134,36 @@ class StreamMetadata(msgspec.Struct, frozen=True):
     @property
     def deleted(self) -> bool:
         return self.version > 0 and (self.truncate_before or 0) > self.version
+
+
+class StreamInfo(msgspec.Struct, frozen=True):
+    """One stream in a :meth:`EventStore.streams` listing: its name, its version (the
+    last event's, hidden ones and a deletion's tombstone counted) and the global
+    position of its last event.  Whether it is deleted: :meth:`EventStore.stream_metadata`."""
+
+    stream: str
+    version: int
+    last_position: int
+
+
+class StreamPage(msgspec.Struct, frozen=True):
+    """A page of :meth:`EventStore.streams`; ``cursor`` (None: the last page) resumes it."""
+
+    streams: list[StreamInfo]
+    cursor: str | None = None
+
+
+def _stream_cursor(cursor: Any) -> str | None:
+    """The stream name a ``streams(cursor=…)`` resumes after (the cursor is opaque)."""
+    if cursor is None:
+        return None
+    if not isinstance(cursor, str) or not cursor:
+        raise InvalidRequest("cursor", "must be the cursor of a previous streams() page")
+    try:
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+        return raw.decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("cursor", "must be the cursor of a previous streams() page") from None
 
 
 def expected_code(expected: Any) -> int:
@@ -162,23 +205,6 @@ def _event_id(i: int, eid: Any) -> str:
     raise InvalidRequest(f"events[{i}].id", f"must be a UUID (str or uuid.UUID), got {eid!r}")
 
 
-def _json_text(i: int, what: str, value: Any) -> bytes:
-    if type(value) is not dict:
-        raise InvalidRequest(
-            f"events[{i}].{what}", f"must be a JSON object (dict), got {type(value).__name__}"
-        )
-    try:
-        _check_json(value, True)
-        return _json_encode(value)
-    except InvalidRequest as exc:
-        reason = str(exc).split(": ", 1)[-1].replace("value at $", "$", 1)
-        reason = reason.replace("value has ", "has ", 1)
-        raise InvalidRequest(f"events[{i}].{what}", reason) from None
-    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-        # Lone surrogates and the like: _check_json admits every str.
-        raise InvalidRequest(f"events[{i}].{what}", f"cannot be encoded as JSON: {exc}") from None
-
-
 class EventStore:
     """The event store of a :class:`~clawstate.Store` (``store.events``).
 
@@ -189,7 +215,7 @@ class EventStore:
     namespaces.
     """
 
-    def __init__(self, store: Store, backend_name: str = DEFAULT_BACKEND) -> None:
+    def __init__(self, store: HostStore, backend_name: str = DEFAULT_BACKEND) -> None:
         backend = store._backend_named(backend_name, "*")
         self._log: EventLog = event_log(backend, backend_name)
         self._backend = backend
@@ -208,7 +234,8 @@ class EventStore:
         return f"<EventStore on {self._backend.name}>"
 
     @property
-    def store(self) -> Store:
+    def store(self) -> HostStore:
+        """The store this event store lives in (a :class:`~clawstate.Store`)."""
         return self._store
 
     # -- encoding --------------------------------------------------------------------
@@ -244,8 +271,8 @@ class EventStore:
                 )
             if not t.isprintable():
                 raise InvalidRequest(f"events[{i}].type", f"must be printable, got {t!r}")
-            data = _json_text(i, "data", ev.data)
-            meta = None if ev.metadata is None else _json_text(i, "metadata", ev.metadata)
+            data = check_event_json(i, "data", ev.data)
+            meta = None if ev.metadata is None else check_event_json(i, "metadata", ev.metadata)
             size = len(data) + (len(meta) if meta is not None else 0)
             if size > max_bytes:
                 raise InvalidRequest(
@@ -282,15 +309,37 @@ class EventStore:
     def _write(self, writes: list[EventWrite]) -> list[Outcome]:
         return self._backend.write(WriteUnit([], self._clock(), events=writes))
 
-    def _tx_unit(self, now: float, idem: str | None, parts: list[Any]) -> WriteUnit:
-        """The unit of a transaction holding only appends (``Namespace._unit``'s twin)."""
-        if idem is None:
-            return WriteUnit([], now)
-        from ..store import _fingerprint
-
-        check_key(idem, 256, field="idempotency_key")
-        window = self._store.config.idempotency_window
-        return WriteUnit([], now, idem, _fingerprint(parts), now + window)
+    def _meta_write(
+        self,
+        stream: Any,
+        max_age: Any,
+        max_count: Any,
+        truncate_before: Any,
+        expected_version: Any,
+    ) -> EventWrite:
+        """The validated metadata change: given settings replace, ``KEEP`` ones are
+        merged inside the write (``EventWrite.keep_meta``), ``None`` clears."""
+        _check_stream(stream, self._max_stream)
+        code = expected_code(expected_version)
+        if (
+            max_age is not None
+            and max_age is not KEEP
+            and (
+                isinstance(max_age, bool) or not isinstance(max_age, int | float) or not max_age > 0
+            )
+        ):
+            raise InvalidRequest("max_age", f"must be a number of seconds > 0, got {max_age!r}")
+        for field, value in (("max_count", max_count), ("truncate_before", truncate_before)):
+            if value is not None and value is not KEEP:
+                check_int(value, field, 1)
+        given = (max_age, max_count, truncate_before)
+        keep = tuple(f for f, v in zip(_META_FIELDS, given, strict=True) if v is KEEP)
+        meta = StreamMeta(
+            None if max_age is None or max_age is KEEP else float(max_age),
+            None if max_count is KEEP else max_count,
+            None if truncate_before is KEEP else truncate_before,
+        )
+        return EventWrite(stream, code, [], meta, keep_meta=keep)
 
     # -- writes ----------------------------------------------------------------------
 
@@ -332,27 +381,28 @@ class EventStore:
         self,
         stream: str,
         *,
-        max_age: float | None = None,
-        max_count: int | None = None,
-        truncate_before: int | None = None,
+        max_age: float | Literal[_Keep.KEEP] | None = KEEP,
+        max_count: int | Literal[_Keep.KEEP] | None = KEEP,
+        truncate_before: int | Literal[_Keep.KEEP] | None = KEEP,
         expected_version: ExpectedVersion = ANY,
     ) -> StreamMetadata:
-        """Replace the stream's retention settings; events they exclude are hidden from
-        stream reads at once and removed by the next sweep.  ``None`` clears a setting.
-        The global log (``read_all``, subscriptions) keeps showing events until the
-        sweep removes them: it is the audit trail."""
-        _check_stream(stream, self._max_stream)
-        code = expected_code(expected_version)
-        if max_age is not None and (
-            isinstance(max_age, bool) or not isinstance(max_age, int | float) or not max_age > 0
-        ):
-            raise InvalidRequest("max_age", f"must be a number of seconds > 0, got {max_age!r}")
-        for field, value in (("max_count", max_count), ("truncate_before", truncate_before)):
-            if value is not None:
-                check_int(value, field, 1)
-        meta = StreamMeta(None if max_age is None else float(max_age), max_count, truncate_before)
-        o = self._write([EventWrite(stream, code, [], meta)])[0]
-        return StreamMetadata(stream, o.version, meta.max_age, max_count, truncate_before)
+        """Change the stream's retention settings: the ones given are set, the ones
+        omitted keep their values (setting ``truncate_before`` leaves ``max_count``
+        alone), and ``None`` clears one.  The merge happens inside the write, so two
+        callers setting different fields never undo each other.
+
+        Events the settings exclude are hidden from stream reads at once and removed
+        by the next sweep.  The global log (``read_all``, subscriptions) keeps
+        showing events until the sweep removes them: it is the audit trail.  Returns
+        the stream's metadata after the change."""
+        write = self._meta_write(stream, max_age, max_count, truncate_before, expected_version)
+        o = self._write([write])[0]
+        meta = write.meta
+        assert meta is not None
+        if write.keep_meta:
+            stored = self._log.stream_state(stream)[1]
+            meta = stored if stored is not None else StreamMeta()
+        return StreamMetadata(stream, o.version, meta.max_age, meta.max_count, meta.truncate_before)
 
     def delete_stream(
         self, stream: str, *, expected_version: ExpectedVersion = ANY
@@ -429,15 +479,35 @@ class EventStore:
         """Events after ``from_position`` (exclusive, like ``watch(from_seq)``: pass the
         last position you processed; 0 reads from the start) in global order, at
         most ``limit``, optionally filtered by stream prefix and event types."""
-        after = _check_position(from_position, "from_position")
-        limit = _check_limit(limit, self._store.config.limits.max_query_limit)
-        _check_filter(filter)
+        after = check_position(from_position, "from_position")
+        limit = check_limit(limit, self._store.config.limits.max_query_limit)
+        check_event_filter(filter)
         return self._read_rows(after, limit, filter)[0]
 
     @property
     def last_position(self) -> int:
         """The newest committed global position (0: no events yet)."""
         return self._log.last_position()
+
+    def streams(
+        self, prefix: str = "", *, limit: int = 100, cursor: str | None = None
+    ) -> StreamPage:
+        """Streams whose name starts with ``prefix``, in name order (UTF-8 bytes), at
+        most ``limit`` per page; pass the page's ``cursor`` back for the next one.
+
+        Every stream that holds an event is listed (retention always keeps a stream's
+        last event), deleted ones too, at their tombstone's version."""
+        if not isinstance(prefix, str):
+            raise InvalidRequest("prefix", f"must be a string, got {type(prefix).__name__}")
+        if prefix:
+            _check_stream(prefix, self._max_stream)
+        limit = check_limit(limit, self._store.config.limits.max_query_limit)
+        after = _stream_cursor(cursor)
+        rows = self._log.streams(prefix, after, limit)
+        page = [StreamInfo(name, version, position) for name, version, position in rows]
+        if len(rows) < limit:
+            return StreamPage(page)
+        return StreamPage(page, base64.urlsafe_b64encode(rows[-1][0].encode()).decode().rstrip("="))
 
     def stream_metadata(self, stream: str) -> StreamMetadata:
         """The stream's version and retention settings."""
@@ -458,14 +528,17 @@ class EventStore:
         timeout: float | None = None,
         batch: int = 500,
         checkpoint_every: int = 100,
+        lease: float | None = None,
     ) -> Subscription:
         """Past events after ``from_position`` (``"end"``: only new ones), then new ones
         as they commit: see :class:`~clawstate.events.subscriptions.Subscription`.
 
         With ``name`` the subscription is durable: it resumes after its stored
         checkpoint (``from_position`` applies only the first time) and delivers
-        at least once."""
-        from .subscriptions import Subscription
+        at least once, to one consumer at a time: it holds the name for ``lease``
+        seconds (default :data:`~clawstate.events.subscriptions.LEASE`), renewed
+        while it runs, so a crashed consumer's name frees up when its lease ends."""
+        from .subscriptions import LEASE, Subscription
 
         return Subscription(
             self,
@@ -475,6 +548,7 @@ class EventStore:
             timeout=timeout,
             batch=batch,
             checkpoint_every=checkpoint_every,
+            lease=LEASE if lease is None else lease,
         )
 
     # -- snapshots, aggregates, projections ------------------------------------------------
@@ -520,25 +594,6 @@ class EventStore:
         return out
 
 
-def _check_position(value: Any, field: str) -> int:
-    return check_position(value, field)
-
-
-def _check_limit(limit: Any, maximum: int) -> int:
-    return check_limit(limit, maximum)
-
-
-def _check_filter(flt: Any) -> None:
-    if flt is None:
-        return
-    if not isinstance(flt, EventFilter):
-        raise InvalidRequest("filter", f"must be a clawstate.events.EventFilter, got {flt!r}")
-    if not isinstance(flt.stream_prefix, str):
-        raise InvalidRequest("filter.stream_prefix", "must be a string")
-    if not isinstance(flt.types, tuple) or not all(isinstance(t, str) for t in flt.types):
-        raise InvalidRequest("filter.types", "must be a tuple of event type strings")
-
-
 class TxEvents:
     """``tx.events``: appends buffered in a transaction, committed with its writes.
 
@@ -547,9 +602,29 @@ class TxEvents:
     state writes included — is refused with :class:`~clawstate.WrongExpectedVersion`.
     """
 
-    def __init__(self, tx: Transaction, events: EventStore) -> None:
+    def __init__(self, tx: HostTransaction, events: EventStore) -> None:
         self._tx = tx
         self._events = events
+
+    def set_stream_metadata(
+        self,
+        stream: str,
+        *,
+        max_age: float | Literal[_Keep.KEEP] | None = KEEP,
+        max_count: int | Literal[_Keep.KEEP] | None = KEEP,
+        truncate_before: int | Literal[_Keep.KEEP] | None = KEEP,
+        expected_version: ExpectedVersion = ANY,
+    ) -> None:
+        """Change the stream's retention settings when the transaction commits (merged
+        as :meth:`EventStore.set_stream_metadata` does).  It takes its place in
+        ``tx.appended`` like an append: its entry's ``position`` is 0."""
+        events = self._events
+        write = events._meta_write(stream, max_age, max_count, truncate_before, expected_version)
+        meta = write.meta
+        assert meta is not None
+        settings = [meta.max_age, meta.max_count, meta.truncate_before]
+        parts = ["meta", stream, write.expected, settings, list(write.keep_meta)]
+        self._tx._add_events(write, parts, events._backend)
 
     def append(
         self, stream: str, events: Sequence[Event], *, expected_version: ExpectedVersion = ANY

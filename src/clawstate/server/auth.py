@@ -59,9 +59,6 @@ TOKEN_PREFIX = "cst_"
 _TOKEN_RE = re.compile(r"^cst_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 _DUMMY_HASH = hashlib.sha256(b"clawstate-no-such-token").hexdigest()
 
-Action = Literal["read", "write", "admin"]
-Kind = Literal["ns", "events", "admin", "metrics"]
-
 _ACTIONS: dict[str, frozenset[str]] = {
     "read": frozenset({"read"}),
     "write": frozenset({"write"}),

@@ -20,7 +20,8 @@ What is counted, and why these labels:
   group-commit batch size (``rate(jobs) / rate(batches)``), read from each backend's
   committer; ``clawstate_group_commit_largest_batch`` the largest seen;
 * ``clawstate_server_shared_commits_total{outcome}`` / ``_shared_commit_writes_total`` —
-  the server's own batching of plain puts into one transaction (``app._Batcher``);
+  plain puts batched into one transaction by the server's ``AsyncStore``
+  (``clawstate._batch.WriteBatcher``, reported through :meth:`Metrics.shared_commit`);
 * ``clawstate_watches_open`` / ``clawstate_subscriptions_open`` — live SSE streams;
 * ``clawstate_denied_requests_total{status}`` — 401/403/429 answers.
 
@@ -208,7 +209,7 @@ class Metrics:
             ["status"],
             registry=reg,
         )
-        # The server's write batcher (app._Batcher): plain puts of one event-loop turn
+        # AsyncStore's write batcher (clawstate._batch): plain puts of one event-loop turn
         # committed as one transaction; "retried_alone" when that commit failed whole.
         self.shared_commits = Counter(
             "clawstate_server_shared_commits",
@@ -261,6 +262,15 @@ class Metrics:
     def refresh_namespaces(self, names: Callable[[], Iterable[str]]) -> None:
         """Reload the known namespace set (blocking: call it off the event loop)."""
         self.namespaces.refresh(names())
+
+    def shared_commit(self, committed: bool, writes: int) -> None:
+        """Count one shared commit of the AsyncStore's write batcher (its
+        ``on_shared_commit`` hook; called on a pool thread)."""
+        if committed:
+            self.shared_commits.labels("committed").inc()
+            self.shared_writes.inc(writes)
+        else:
+            self.shared_commits.labels("retried_alone").inc()
 
     def set_audit_head(self, n: int, digest: str) -> None:
         self._audit_head.head = (n, digest)

@@ -18,12 +18,11 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from .._wire import PROBLEM_JSON, NotFound, problem_doc
-from ..errors import ClawStateError, InvalidRequest, Unauthorized, VersionConflict
+from ..errors import ClawStateError, InvalidRequest, RateLimited, Unauthorized
 
 __all__ = [
     "UNAUTHORIZED_BODY",
     "HTTPProblem",
-    "RateLimited",
     "TooLarge",
     "problem_response",
     "render",
@@ -56,21 +55,6 @@ class HTTPProblem(Exception):
         self.headers = headers or {}
 
 
-class RateLimited(ClawStateError):
-    """Too many requests for this token; ``retry_after`` seconds until one is allowed."""
-
-    http_status = 429
-
-    def __init__(self, retry_after: float) -> None:
-        self.retry_after = retry_after
-        super().__init__(f"rate limit exceeded; retry after {retry_after:.3g} s")
-
-    def to_problem(self) -> dict[str, Any]:
-        doc = super().to_problem()
-        doc["retry_after"] = self.retry_after
-        return doc
-
-
 def TooLarge(what: str, size: int | None, limit: int) -> HTTPProblem:
     detail = (
         f"is {size} bytes; the limit is {limit}"
@@ -100,7 +84,7 @@ def problem_response(exc: BaseException) -> Response[bytes]:
             headers=UNAUTHORIZED_HEADERS,
         )
     if isinstance(exc, RateLimited):
-        retry = max(1, int(exc.retry_after + 0.999))
+        retry = max(1, int((exc.retry_after or 0) + 0.999))
         return render(problem_doc(exc), 429, {"retry-after": str(retry)})
     if isinstance(exc, ClawStateError):
         if exc.http_status >= 500:
@@ -165,7 +149,3 @@ def _detail_of(exc: ValidationException) -> str:
 
 def exception_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     return problem_response(exc)
-
-
-def conflict_412(exc: VersionConflict) -> HTTPProblem:
-    return HTTPProblem(exc, 412)

@@ -75,7 +75,7 @@ def _worker(
     settings = msgspec.convert(settings_doc, ServerSettings)
     store = _open.open(url, config=config)
     app = create_app(store, settings)
-    state = app.state  # type: ignore[attr-defined]
+    state = app.state
 
     class _Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
