@@ -24,6 +24,7 @@ require_module("httpx")
 
 import clawstate  # noqa: E402
 from clawstate import NO_STREAM, AsyncStoreAPI, Event, Item, StoreAPI  # noqa: E402
+from clawstate._open import open_local  # noqa: E402
 from clawstate.server.testing import ServerProcess  # noqa: E402
 
 OPTIONS: dict[str, Any] = {"sweep_interval": 0}
@@ -67,6 +68,7 @@ def session_flow(store: StoreAPI, who: str) -> dict[str, Any]:
 
 async def session_flow_async(store: AsyncStoreAPI, who: str) -> dict[str, Any]:
     """``session_flow`` on the awaitable face (the same steps, awaited)."""
+    start = await store.last_seq()
     carts = store.namespace("carts")
     created = await carts.put(who, {"items": []}, if_absent=True)
     updated = await carts.update(who, _add("sku-1"))
@@ -74,19 +76,29 @@ async def session_flow_async(store: AsyncStoreAPI, who: str) -> dict[str, Any]:
         orders = tx.namespace("orders")
         orders.put(f"o-{who}", {"cart": who, "items": updated.value["items"]})  # buffered
         seen_in_tx = await orders.get(f"o-{who}")
+        seen_many = await orders.get_many([f"o-{who}", "absent"])
         tx.events.append(
             f"order-{who}", [Event("Placed", {"items": 1})], expected_version=NO_STREAM
         )
     (order,) = tx.result
     assert isinstance(order, Item)
+    watch = store.watch(start, namespace="carts", timeout=5)
+    changes = await watch.poll()
+    watch.close()
+    sub = store.events.subscribe(0, timeout=5)
+    polled = await sub.poll()
+    await sub.close()
     current = await carts.get(who)
     events = await store.events.read(f"order-{who}")
     page = await store.events.streams(prefix="order-")
     return {
         "versions": [created.version, updated.version, order.version],
         "in_tx": None if seen_in_tx is None else seen_in_tx.value,
+        "in_tx_many": {k: i.value for k, i in seen_many.items()},
         "value": None if current is None else current.value,
         "keys": [i.key for i in (await carts.scan(prefix=who[:1])).items],
+        "changes": [(c.namespace, c.key, c.version) for c in changes],
+        "polled": [(e.stream, e.type) for e in polled],
         "appended": [a.version for a in tx.appended],
         "events": [(e.type, e.data, e.version) for e in events],
         "streams": [s.stream for s in page.streams],
@@ -138,6 +150,14 @@ def test_one_function_embedded_and_remote(server: ServerProcess, tmp_path: Path)
     assert got["embedded"] == got["remote"]
 
 
+def test_open_local_refuses_a_server(server: ServerProcess) -> None:
+    """The server and maintenance code open the store itself: a server URL is refused
+    in one line, before any request, instead of handing them an HTTP client."""
+    with pytest.raises(clawstate.ConfigError) as info:
+        open_local(server.url)
+    assert info.value.field == "store.url" and "http(s)://" in str(info.value)
+
+
 @pytest.mark.anyio
 async def test_one_coroutine_embedded_and_remote(
     server: ServerProcess, tmp_path: Path, anyio_backend: str
@@ -158,5 +178,8 @@ async def test_one_coroutine_embedded_and_remote(
             server.drop_test_store(sid)
     for face, summary in got.items():
         assert summary.pop("last_position") == 1, face
+        assert summary.pop("in_tx_many") == {"o-u42": EXPECTED["in_tx"]}, face
+        assert summary.pop("changes") == [("carts", "u42", 1), ("carts", "u42", 2)], face
+        assert summary.pop("polled") == [("order-u42", "Placed")], face
         assert summary == EXPECTED, face
     assert got["embedded"] == got["remote"]

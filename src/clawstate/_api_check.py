@@ -9,10 +9,6 @@ structural all the way down: ``Store`` satisfies ``StoreAPI`` only if the
 
 The remote classes are checked here rather than in ``clawstate.client`` so the
 contract has one home, beside the Protocols.
-
-A line marked ``# type: ignore[return-value]  # GAP: …`` is a known gap of that face
-(a missing method, not a protocol to weaken); ``--strict`` reports the ignore as
-unused once the face is completed, so each marker goes away with its gap.
 """
 
 from __future__ import annotations
@@ -118,15 +114,15 @@ def _snapshots(s: Snapshots) -> SnapshotsAPI:
 
 
 def _async_store(s: AsyncStore) -> AsyncStoreAPI:
-    return s  # type: ignore[return-value]  # GAP: no last_seq(); watch() has no backend=
+    return s
 
 
 def _async_namespace(n: AsyncNamespace) -> AsyncNamespaceAPI:
-    return n  # type: ignore[return-value]  # GAP: its watch() gives AsyncWatch (no poll)
+    return n
 
 
 def _async_watch(w: AsyncWatch) -> AsyncWatchAPI:
-    return w  # type: ignore[return-value]  # GAP: AsyncWatch has no poll()
+    return w
 
 
 def _async_transaction(t: AsyncTransaction) -> AsyncTransactionAPI:
@@ -142,11 +138,11 @@ def _async_tx_events(e: AsyncTxEvents) -> AsyncTxEventsAPI:
 
 
 def _async_events(e: AsyncEventStore) -> AsyncEventsAPI:
-    return e  # type: ignore[return-value]  # GAP: its subscribe() gives AsyncSubscription (no poll)
+    return e
 
 
 def _async_subscription(s: AsyncSubscription) -> AsyncSubscriptionAPI:
-    return s  # type: ignore[return-value]  # GAP: AsyncSubscription has no poll()
+    return s
 
 
 def _async_snapshots(s: AsyncSnapshots) -> AsyncSnapshotsAPI:
@@ -196,7 +192,7 @@ def _remote_snapshots(s: RemoteSnapshots) -> SnapshotsAPI:
 
 
 def _async_remote_store(s: AsyncRemoteStore) -> AsyncStoreAPI:
-    return s  # type: ignore[return-value]  # GAP: no last_seq()
+    return s
 
 
 def _async_remote_namespace(n: AsyncRemoteNamespace) -> AsyncNamespaceAPI:
@@ -208,11 +204,11 @@ def _async_remote_watch(w: AsyncRemoteWatch) -> AsyncWatchAPI:
 
 
 def _async_remote_transaction(t: AsyncRemoteTransaction) -> AsyncTransactionAPI:
-    return t  # type: ignore[return-value]  # GAP: its namespace() gives AsyncRemoteTxNamespace (no get_many)
+    return t
 
 
 def _async_remote_tx_namespace(n: AsyncRemoteTxNamespace) -> AsyncTxNamespaceAPI:
-    return n  # type: ignore[return-value]  # GAP: AsyncRemoteTxNamespace has no get_many()
+    return n
 
 
 def _async_remote_tx_events(e: AsyncRemoteTxEvents) -> AsyncTxEventsAPI:
@@ -220,7 +216,7 @@ def _async_remote_tx_events(e: AsyncRemoteTxEvents) -> AsyncTxEventsAPI:
 
 
 def _async_remote_events(e: AsyncRemoteEvents) -> AsyncEventsAPI:
-    return e  # type: ignore[return-value]  # GAP: its subscribe() may give AsyncSubscription (no poll)
+    return e
 
 
 def _async_remote_subscription(s: AsyncRemoteSubscription) -> AsyncSubscriptionAPI:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 
 from .backends.base import Backend, BackendClass, BackendOptions
 from .config import Config, load_config, parse_url
@@ -13,9 +13,18 @@ from .keyring import Keyring
 from .store import Clock, Store
 
 if TYPE_CHECKING:
-    from .aio import AsyncStore
+    from .api import AsyncStoreAPI, StoreAPI
+    from .client import RemoteStore
 
-__all__ = ["BACKENDS", "backend_class", "make_backend", "make_backends", "open", "open_async"]
+__all__ = [
+    "BACKENDS",
+    "backend_class",
+    "make_backend",
+    "make_backends",
+    "open",
+    "open_async",
+    "open_local",
+]
 
 #: Every backend by URL scheme (``postgres://`` is parsed as ``postgresql``):
 #: ``module:Class``, imported on first use, so a store on SQLite never imports
@@ -96,8 +105,14 @@ def open(
     keyring: Keyring | str | None = None,
     create: bool = True,
     **options: Any,
-) -> Store:
+) -> StoreAPI:
     """Open a store.
+
+    The result is typed :class:`~clawstate.api.StoreAPI`: the methods an embedded
+    :class:`~clawstate.Store` and the HTTP client's ``RemoteStore`` share, because the
+    URL — and ``CLAWSTATE_URL``, or the config file's ``store.url`` — decides at run
+    time which of the two it is.  Code that needs the embedded store itself (its
+    ``backend``, ``rotate_keys``…) narrows with ``isinstance(store, clawstate.Store)``.
 
     ``clawstate.open()`` is the embedded default (``./.clawstate/state.db``);
     ``open("sqlite:///path/state.db")``, ``open("memory://")``; ``open(config="clawstate.toml")``
@@ -134,8 +149,8 @@ def _remote(
     keyring: Keyring | None,
     options: dict[str, Any],
     client_options: dict[str, Any],
-) -> Store:
-    """The HTTP client: the same facade, duck-typed (``client.RemoteStore``)."""
+) -> RemoteStore:
+    """The HTTP client: the same facade over HTTP (both satisfy ``api.StoreAPI``)."""
     server_side = sorted(set(options) - {"url", "sweep_interval", "keyring"})
     if keyring is not None or "keyring" in options:
         server_side.insert(0, "keyring")
@@ -146,8 +161,7 @@ def _remote(
         )
     from .client import RemoteStore
 
-    remote = RemoteStore(url, token=token, clock=clock, **client_options)
-    return cast(Store, remote)  # not a subclass: the same methods, over HTTP
+    return RemoteStore(url, token=token, clock=clock, **client_options)
 
 
 def open_async(
@@ -159,14 +173,43 @@ def open_async(
     keyring: Keyring | str | None = None,
     max_workers: int = 32,
     **options: Any,
-) -> AsyncStore:
-    """Like :func:`open`, but every method is awaitable (see :class:`AsyncStore`)."""
-    from .aio import AsyncStore
-
+) -> AsyncStoreAPI:
+    """Like :func:`open`, but every method is awaitable: an :class:`AsyncStore` over
+    the embedded store, or the HTTP client's ``AsyncRemoteStore`` (typed
+    :class:`~clawstate.api.AsyncStoreAPI`, what both share)."""
     store = open(url, config=config, token=token, clock=clock, keyring=keyring, **options)
-    if not isinstance(store, Store):  # the HTTP client: its own async twin
-        from .client import AsyncRemoteStore, RemoteStore
+    if isinstance(store, Store):
+        from .aio import AsyncStore
 
-        assert isinstance(store, RemoteStore)
-        return cast(AsyncStore, AsyncRemoteStore(store))
-    return AsyncStore(store, max_workers=max_workers)
+        return AsyncStore(store, max_workers=max_workers)
+    from .client import AsyncRemoteStore, RemoteStore
+
+    assert isinstance(store, RemoteStore)  # open() builds no third kind
+    return AsyncRemoteStore(store)
+
+
+def open_local(
+    url: str | None = None,
+    *,
+    config: str | os.PathLike[str] | None = None,
+    clock: Clock | None = None,
+    keyring: Keyring | str | None = None,
+    create: bool = True,
+    **options: Any,
+) -> Store:
+    """:func:`open`, for code that needs the store itself rather than any store (the
+    server that serves it, maintenance): an ``http(s)://`` URL is a
+    :class:`ConfigError` (``store.url``) instead of an HTTP client."""
+    if url is not None and parse_url(url).scheme in ("http", "https"):
+        raise ConfigError("store.url", _NOT_A_SERVER)
+    store = open(url, config=config, clock=clock, keyring=keyring, create=create, **options)
+    if not isinstance(store, Store):  # the URL came from the config file or CLAWSTATE_URL
+        store.close()
+        raise ConfigError("store.url", _NOT_A_SERVER)
+    return store
+
+
+_NOT_A_SERVER = (
+    "names a clawstate server (http(s)://); this needs the store itself: give the "
+    "database URL (sqlite:///…, postgresql://…, redis://…)"
+)

@@ -314,6 +314,10 @@ class AsyncWatch(AsyncIterator[Change]):
                 raise StopAsyncIteration
             await cursor.wait_async(remaining)
 
+    async def poll(self) -> list[Change]:
+        """Every change available now, without waiting (:meth:`Watch.poll`, on the pool)."""
+        return await self._run(self._watch.poll)
+
     def close(self) -> None:
         """Stop the watch (from any thread or task): a pending ``__anext__`` ends now."""
         self._watch.close()
@@ -386,11 +390,19 @@ class AsyncStore:
         namespace: str | None = None,
         prefix: str = "",
         timeout: float | None = None,
+        backend: str | None = None,
     ) -> AsyncWatch:
         return AsyncWatch(
-            self._store.watch(from_seq, namespace=namespace, prefix=prefix, timeout=timeout),
+            self._store.watch(
+                from_seq, namespace=namespace, prefix=prefix, timeout=timeout, backend=backend
+            ),
             self._run,
         )
+
+    async def last_seq(self) -> int:
+        """The newest change-log sequence number of the default backend
+        (:attr:`Store.last_seq <clawstate.Store.last_seq>`, read on the pool)."""
+        return await self._run(lambda: self._store.last_seq)
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args, **kwargs)`` on this store's thread pool, in a copy of the

@@ -20,7 +20,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeGuard
 
 import typer
 from rich.console import Console
@@ -29,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .. import _open
+from ..api import StoreAPI
 from ..config import Config, load_config, parse_duration
 from ..errors import (
     BackendUnavailable,
@@ -100,7 +101,7 @@ def fail(exc: ClawStateError) -> NoReturn:
     raise typer.Exit(exit_code(exc))
 
 
-def _open_store(create: bool) -> Store:
+def _open_store(create: bool) -> StoreAPI:
     try:
         return _open.open(state.url, config=state.config, sweep_interval=0, create=create)
     except ClawStateError as exc:
@@ -108,7 +109,7 @@ def _open_store(create: bool) -> Store:
 
 
 @contextmanager
-def store(*, create: bool = True) -> Iterator[Store]:
+def store(*, create: bool = True) -> Iterator[StoreAPI]:
     """The store the options name.  Read commands pass ``create=False``: on a missing
     store they fail with "no store at …" and create nothing (a typo in ``--url``
     must not leave a directory behind); write commands and ``serve`` create it.
@@ -141,7 +142,7 @@ def names_a_server(url: str) -> bool:
     return url.startswith(("http://", "https://"))
 
 
-def is_local(opened: object) -> bool:
+def is_local(opened: object) -> TypeGuard[Store]:
     """Whether ``opened`` is the store itself rather than a client of a server."""
     return isinstance(opened, Store)
 

@@ -15,8 +15,8 @@ import typer
 from rich.table import Table
 
 from .. import _open
+from ..api import StoreAPI
 from ..errors import ClawStateError, IntegrityError, VersionConflict
-from ..store import Store
 from ..types import CheckReport
 from ._common import (
     EXIT_FAILED,
@@ -234,7 +234,7 @@ def demo() -> None:
     stats()
 
 
-def _where(opened: Store) -> str:
+def _where(opened: StoreAPI) -> str:
     """What the demo runs on: the backend and its file, or the server's URL."""
     if not is_local(opened):
         return f"the server at {opened.config.url}"

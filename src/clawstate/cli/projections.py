@@ -21,6 +21,7 @@ from ._common import (
     configured,
     fail,
     is_local,
+    local_store,
     names_a_server,
     parse_seconds,
     print_json,
@@ -172,7 +173,10 @@ def retry(name: Annotated[str, typer.Argument(help="Projection name")]) -> None:
     from ..events.projections import retry_projection
 
     with store(create=False) as opened:
-        print_json(msgspec.structs.asdict(retry_projection(opened.events, name)))
+        # A remote store's RemoteEvents has the surface these read (store, _read_rows,
+        # _clock), as ProjectionRunner does over HTTP; the parameter names EventStore only.
+        events = opened.events
+        print_json(msgspec.structs.asdict(retry_projection(events, name)))  # type: ignore[arg-type]
 
 
 @projections_app.command("skip")
@@ -191,7 +195,7 @@ def skip(name: Annotated[str, typer.Argument(help="Projection name")]) -> None:
     from ..events.projections import skip_projection
 
     with store(create=False) as opened:
-        print_json(skip_projection(opened.events, name))
+        print_json(skip_projection(opened.events, name))  # type: ignore[arg-type]  # as retry
 
 
 def worker(
@@ -247,7 +251,7 @@ def worker(
         # interval the store would have used, and run the sweep here instead.
         interval = config.sweep_interval
     configure_logging(log_level)
-    with store() as opened:
+    with local_store("worker", "it sweeps the store and commits read models beside it") as opened:
         w = Worker(
             opened,
             projections,

@@ -9,7 +9,7 @@ from typing import Any
 
 from .._awaitable import BUFFERED, Buffered
 from .._retry import MAX_RETRIES, retry_on_conflict_async
-from .._validate import check_int, check_key, check_ttl
+from .._validate import check_int, check_key, check_key_list, check_ttl
 from ..config import Config
 from ..types import (
     AppendResult,
@@ -18,6 +18,7 @@ from ..types import (
     Page,
 )
 from ._calls import (
+    _changes_call,
     _count_call,
     _delete_call,
     _get_call,
@@ -161,6 +162,21 @@ class AsyncRemoteTxNamespace:
         now = self._tx._store._sync._now()
         return buf.overlay(self.name, key, committed, self._tx._started, now)
 
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Item]:
+        """As :meth:`RemoteTxNamespace.get_many`: own buffered writes first."""
+        limits = self._ns._spec.limits
+        keys = check_key_list(keys, limits.max_batch, limits.max_key_bytes)
+        found = await self._ns.get_many(keys)
+        buf, start, now = self._tx._buf, self._tx._started, self._tx._store._sync._now()
+        out: dict[str, Item] = {}
+        for key in keys:
+            item = found.get(key)
+            if buf.touches(self.name, key):
+                item = buf.overlay(self.name, key, item, start, now)
+            if item is not None:
+                out[key] = item
+        return out
+
     def put(
         self,
         key: str,
@@ -279,6 +295,11 @@ class AsyncRemoteStore:
     ) -> AsyncRemoteWatch:
         spec = _start_watch(self._sync._t, from_seq, namespace, prefix, timeout, backend)
         return AsyncRemoteWatch(self._t, spec)
+
+    async def last_seq(self) -> int:
+        """The newest change-log seq of the default backend (``RemoteStore.last_seq``)."""
+        call = _changes_call(None, None, "", None, 0, "default")
+        return (await self._t.call(call)).last_seq
 
     async def namespaces(self) -> list[str]:
         return list((await self._t.call(_simple("GET", "/v1/namespaces")))["namespaces"])

@@ -91,6 +91,10 @@ class AsyncSubscription(AsyncIterator[RecordedEvent]):
             event = await self._run(self._again)
         return event
 
+    async def poll(self) -> list[RecordedEvent]:
+        """Every event available now, without waiting (:meth:`Subscription.poll`)."""
+        return await self._run(self._sub.poll)
+
     async def commit(self) -> None:
         await self._run(self._sub.commit)
 

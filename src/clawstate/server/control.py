@@ -139,7 +139,7 @@ async def test_create_store(request: Request[Any, Any, Any]) -> ASGIApp:
     ``Clawstate-Test-Store`` header.  The body declares the test's settings (namespace
     policies, limits…: see :data:`TEST_STORE_OPTIONS`); where the store and its keyring
     live is the server's choice alone."""
-    from .._open import open as open_store
+    from .._open import open_local as open_store
 
     st = state_of(request)
     options = check_test_store_options(await decode(request, 1 << 20, "options"))

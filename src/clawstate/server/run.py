@@ -73,7 +73,7 @@ def _worker(
 
     configure_logging(log_level)
     settings = msgspec.convert(settings_doc, ServerSettings)
-    store = _open.open(url, config=config)
+    store = _open.open_local(url, config=config)
     app = create_app(store, settings)
     state = app.state
 
