@@ -49,6 +49,7 @@ from ..backends.base import (
     WriteUnit,
 )
 from ..config import DEFAULT_BACKEND
+from ..config._common import MAX_TTL_SECONDS
 from ..errors import InvalidRequest
 from ..types import ANY, AppendResult, Event, ExpectedVersion, RecordedEvent, new_event_id
 from .backend import EventLog, EventRow, event_log
@@ -325,10 +326,16 @@ class EventStore:
             max_age is not None
             and max_age is not KEEP
             and (
-                isinstance(max_age, bool) or not isinstance(max_age, int | float) or not max_age > 0
+                isinstance(max_age, bool)
+                or not isinstance(max_age, int | float)
+                or not 0 < max_age <= MAX_TTL_SECONDS  # also refuses NaN and infinity
             )
         ):
-            raise InvalidRequest("max_age", f"must be a number of seconds > 0, got {max_age!r}")
+            raise InvalidRequest(
+                "max_age",
+                f"must be a number of seconds > 0 and <= {MAX_TTL_SECONDS} (10 years), "
+                f"got {max_age!r}",
+            )
         for field, value in (("max_count", max_count), ("truncate_before", truncate_before)):
             if value is not None and value is not KEEP:
                 check_int(value, field, 1)

@@ -125,6 +125,8 @@ class ReadConformance:
         bad: list[tuple[str, dict[str, Any]]] = [
             ("max_age", {"max_age": 0}),
             ("max_age", {"max_age": "1h"}),
+            ("max_age", {"max_age": float("inf")}),
+            ("max_age", {"max_age": float("nan")}),
             ("max_count", {"max_count": 0}),
             ("truncate_before", {"truncate_before": 1.5}),
             ("expected_version", {"expected_version": "x"}),
