@@ -7,7 +7,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ClawStateError, InvalidRequest
 from ._l2 import L2
@@ -16,8 +16,27 @@ from ._tailer import Tailer
 from ._writeback import WriteBack
 
 if TYPE_CHECKING:
+    from ..backends.base import Backend, StoredItem
     from ..config import NamespacePolicy
-    from ..store import Namespace
+
+
+class Attachable(Protocol):
+    """What :meth:`StoreCache.attach` reads of a namespace handle
+    (:class:`clawstate.store.Namespace` meets it).  A protocol, not an import of the
+    facade: the facade imports the cache, so the cache must not import it back."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def policy(self) -> NamespacePolicy: ...
+    @property
+    def backend_name(self) -> str: ...
+    @property
+    def _backend(self) -> Backend: ...
+    @property
+    def _max_key(self) -> int: ...
+    def _decode(self, st: StoredItem) -> Any: ...
+
 
 __all__ = ["StoreCache"]
 
@@ -61,7 +80,7 @@ class StoreCache:
         self._l2: dict[tuple[str, str], L2] = {}
         self._closed = False
 
-    def attach(self, ns: Namespace) -> NamespaceCache | None:
+    def attach(self, ns: Attachable) -> NamespaceCache | None:
         """The cache for a new handle on ``ns.name`` (None: not cached)."""
         name, policy = ns.name, ns.policy
         if name.startswith("_"):
