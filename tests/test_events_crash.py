@@ -188,7 +188,10 @@ def _start(kind: str, *args: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
     )
     assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == b"ready", f"{kind} did not start"
+    if proc.stdout.readline().strip() != b"ready":
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"{kind} did not start")
     return proc
 
 
@@ -255,10 +258,15 @@ def test_sigkill_appenders_and_subscribers(target: Target, tmp_path: Path) -> No
     checkpoint = 0
     for cycle in range(cycles):
         app_log, sub_log = tmp_path / f"app-{cycle}.log", tmp_path / f"sub-{cycle}.log"
-        procs = [
-            _start("appender", target.child_url, str(app_log), str(cycle)),
-            _start("subscriber", target.child_url, str(sub_log)),
-        ]
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            procs.append(_start("appender", target.child_url, str(app_log), str(cycle)))
+            procs.append(_start("subscriber", target.child_url, str(sub_log)))
+        except BaseException:
+            for proc in procs:  # a child that did start must not outlive a failed test
+                proc.kill()
+                proc.wait()
+            raise
         time.sleep(rng.uniform(0.05, 0.4))
         rng.shuffle(procs)
         for proc in procs:
