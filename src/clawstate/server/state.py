@@ -106,6 +106,9 @@ class ServerState:
         # not at the first admin action.
         await self.run(self._audit_startup)
         self.audit.start()
+        # Learn the store's namespaces before the first request: until then every
+        # existing namespace would be counted under the overflow label.
+        await self._refresh_metric_namespaces()
         self._tasks.append(self.loop.create_task(self._sync_metrics()))
         if self._audit_retention():
             self._tasks.append(self.loop.create_task(self._prune_audit()))
@@ -144,13 +147,16 @@ class ServerState:
     def _metric_namespaces(self) -> list[str]:
         return [*self.store.namespaces(), *self.store.config.namespaces]
 
+    async def _refresh_metric_namespaces(self) -> None:
+        try:
+            await self.run(self.metrics.refresh_namespaces, self._metric_namespaces)
+        except ClawStateError:
+            pass  # keep the last known set; the next round retries
+
     async def _sync_metrics(self) -> None:
         while True:
             self.metrics.sync_commits(self.store.backends)
-            try:
-                await self.run(self.metrics.refresh_namespaces, self._metric_namespaces)
-            except ClawStateError:
-                pass  # keep the last known set; the next round retries
+            await self._refresh_metric_namespaces()
             await asyncio.sleep(5.0)
 
     def begin_shutdown(self) -> None:
