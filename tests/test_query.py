@@ -34,6 +34,7 @@ from clawstate.query import (
     matches,
     parse_query,
     path_get,
+    resume_key,
     run_query,
 )
 
@@ -189,6 +190,13 @@ row_sets = st.lists(documents, max_size=40).map(
 )
 
 
+
+def page_of(query: Query, rows: Any) -> tuple[list[Any], str | None]:
+    """The page and token of ``run_query`` (the tests below predate its counters)."""
+    found = run_query(query, rows)
+    return found.items, found.token
+
+
 def all_pages(doc: dict[str, Any], rows: list[tuple[str, Any]]) -> tuple[list[str], int]:
     """Page through a query to the end; returns the keys and the number of pages."""
     keys: list[str] = []
@@ -198,7 +206,7 @@ def all_pages(doc: dict[str, Any], rows: list[tuple[str, Any]]) -> tuple[list[st
         page_doc = dict(doc)
         page_doc["page"] = {**doc.get("page", {}), "token": token}
         query = parse_query(page_doc, max_depth=64)
-        items, token = run_query(query, [(k, v, k) for k, v in rows])
+        items, token = page_of(query, [(k, v, k) for k, v in rows])
         pages += 1
         assert len(items) <= query.limit
         keys.extend(items)
@@ -638,10 +646,10 @@ def _rows_for(values: list[Any]) -> list[tuple[str, Any, str]]:
 def test_sort_across_types_ascending_and_descending() -> None:
     rows = _rows_for(ASCENDING)
     expected = [k for k, _, _ in rows]
-    asc, token = run_query(parse_query({"sort": [{"key": "v"}]}), rows)
+    asc, token = page_of(parse_query({"sort": [{"key": "v"}]}), rows)
     assert token is None
     assert asc == expected
-    desc, _ = run_query(parse_query({"sort": [{"key": "v", "order": "DESC"}]}), rows)
+    desc, _ = page_of(parse_query({"sort": [{"key": "v", "order": "DESC"}]}), rows)
     assert desc == expected[::-1]
     assert ref_sorted([(k, v) for k, v, _ in rows], [{"key": "v"}]) == expected
 
@@ -657,24 +665,24 @@ def test_sort_ties_break_by_key_ascending_in_both_directions() -> None:
         ("h", {}, "h"),
         ("g", {"w": 1}, "g"),  # both missing
     ]
-    asc, _ = run_query(parse_query({"sort": [{"key": "v"}]}), rows)
+    asc, _ = page_of(parse_query({"sort": [{"key": "v"}]}), rows)
     assert asc == ["a", "b", "c", "d", "e", "f", "g", "h"]
-    desc, _ = run_query(parse_query({"sort": [{"key": "v", "order": "DESC"}]}), rows)
+    desc, _ = page_of(parse_query({"sort": [{"key": "v", "order": "DESC"}]}), rows)
     assert desc == ["g", "h", "e", "f", "c", "d", "a", "b"]
 
 
 def test_sort_descending_strings_prefixes_and_surrogates() -> None:
     values = ["", "a", "ab", "abc", "b", "\x00", "a\x00", "\ud800", "\ue000", "😀"]
     rows = [(f"k{i}", {"v": v}, v) for i, v in enumerate(values)]
-    desc, _ = run_query(parse_query({"sort": [{"key": "v", "order": "DESC"}]}), rows)
+    desc, _ = page_of(parse_query({"sort": [{"key": "v", "order": "DESC"}]}), rows)
     assert desc == sorted(values, reverse=True)
-    asc, _ = run_query(parse_query({"sort": [{"key": "v"}]}), rows)
+    asc, _ = page_of(parse_query({"sort": [{"key": "v"}]}), rows)
     assert asc == sorted(values)
 
 
 def test_default_order_is_key_ascending() -> None:
     rows = [(k, {"v": i}, i) for i, k in enumerate(["c", "a", "b"])]
-    items, token = run_query(parse_query({}), rows)
+    items, token = page_of(parse_query({}), rows)
     assert items == [1, 2, 0]
     assert token is None
 
@@ -688,9 +696,9 @@ def test_multi_key_sort() -> None:
         ("5", {"n": 0}, "5"),
     ]
     q = parse_query({"sort": [{"key": "g", "order": "DESC"}, {"key": "n"}]})
-    assert run_query(q, rows)[0] == ["5", "2", "4", "1", "3"]
+    assert page_of(q, rows)[0] == ["5", "2", "4", "1", "3"]
     q = parse_query({"sort": [{"key": "g"}, {"key": "n", "order": "DESC"}, {"key": "x"}]})
-    assert run_query(q, rows)[0] == ["3", "1", "2", "4", "5"]
+    assert page_of(q, rows)[0] == ["3", "1", "2", "4", "5"]
 
 
 # ---------------------------------------------------------------------------
@@ -720,11 +728,11 @@ def test_pages_concatenate_to_the_sorted_filtered_list(
 def test_exact_multiple_of_limit_has_no_empty_trailing_page() -> None:
     rows = [(f"k{i}", {"v": i}, i) for i in range(6)]
     q = parse_query({"page": {"limit": 3}})
-    first, token = run_query(q, rows)
+    first, token = page_of(q, rows)
     assert first == [0, 1, 2] and token is not None
-    second, token = run_query(parse_query({"page": {"limit": 3, "token": token}}), rows)
+    second, token = page_of(parse_query({"page": {"limit": 3, "token": token}}), rows)
     assert second == [3, 4, 5] and token is None
-    assert run_query(parse_query({"page": {"limit": 6}}), rows) == ([0, 1, 2, 3, 4, 5], None)
+    assert page_of(parse_query({"page": {"limit": 6}}), rows) == ([0, 1, 2, 3, 4, 5], None)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -745,7 +753,7 @@ def test_pages_are_stable_under_concurrent_inserts_and_deletes(
     token: str | None = None
     for _ in range(1000):
         q = parse_query({"sort": sort, "page": {"limit": limit, "token": token}})
-        items, token = run_query(q, [(k, v, k) for k, v in table.items()])
+        items, token = page_of(q, [(k, v, k) for k, v in table.items()])
         seen.extend(items)
         if token is None:
             break
@@ -771,7 +779,7 @@ def test_pages_are_stable_under_concurrent_inserts_and_deletes(
 
 def test_token_is_url_safe_and_opaque() -> None:
     rows = [(f"k{i}", {"s": "é/+?" * i}, i) for i in range(10)]
-    _, token = run_query(parse_query({"sort": [{"key": "s"}], "page": {"limit": 3}}), rows)
+    _, token = page_of(parse_query({"sort": [{"key": "s"}], "page": {"limit": 3}}), rows)
     assert token is not None
     assert re.fullmatch(r"[A-Za-z0-9_-]+", token)
 
@@ -779,15 +787,15 @@ def test_token_is_url_safe_and_opaque() -> None:
 def test_limit_may_change_between_pages() -> None:
     rows = [(f"k{i:02d}", {"v": i % 4}, i) for i in range(20)]
     doc: dict[str, Any] = {"sort": [{"key": "v", "order": "DESC"}], "page": {"limit": 3}}
-    first, token = run_query(parse_query(doc), rows)
-    rest, token2 = run_query(parse_query({**doc, "page": {"limit": 100, "token": token}}), rows)
+    first, token = page_of(parse_query(doc), rows)
+    rest, token2 = page_of(parse_query({**doc, "page": {"limit": 100, "token": token}}), rows)
     assert token2 is None
-    full, _ = run_query(parse_query({**doc, "page": {"limit": 100}}), rows)
+    full, _ = page_of(parse_query({**doc, "page": {"limit": 100}}), rows)
     assert first + rest == full
 
 
 def _token_for(doc: dict[str, Any], rows: list[tuple[str, Any, Any]]) -> str:
-    _, token = run_query(parse_query(doc), rows)
+    _, token = page_of(parse_query(doc), rows)
     assert token is not None
     return token
 
@@ -805,11 +813,11 @@ def test_token_from_another_query_is_rejected() -> None:
     ):
         q = parse_query({**other, "page": {"token": token}})
         with pytest.raises(InvalidRequest) as info:
-            run_query(q, rows)
+            page_of(q, rows)
         assert info.value.field == "query.page.token"
         assert "different query" in str(info.value)
     # The same query accepts it.
-    items, _ = run_query(parse_query({**base, "page": {"limit": 2, "token": token}}), rows)
+    items, _ = page_of(parse_query({**base, "page": {"limit": 2, "token": token}}), rows)
     assert items == [3, 4]
 
 
@@ -854,11 +862,11 @@ def test_garbage_tokens_are_rejected() -> None:
     for token in bad:
         q = parse_query({**doc, "page": {"limit": 2, "token": token}})
         with pytest.raises(InvalidRequest) as info:
-            run_query(q, rows)
+            page_of(q, rows)
         assert info.value.field == "query.page.token", token
     # A well-formed position is accepted even if no row sits exactly there.
     q = parse_query({**doc, "page": {"limit": 2, "token": _b64([1, fp, [[2, 4.5]], "zzz"])}})
-    assert run_query(q, rows)[0] == [5, 6]
+    assert page_of(q, rows)[0] == [5, 6]
 
 
 def test_tokens_survive_awkward_sort_values() -> None:
@@ -910,9 +918,9 @@ def test_huge_client_values_keep_errors_short_and_tokens_working() -> None:
     assert q.fingerprint != parse_query({"filter": {"GT": {"a": huge}}}).fingerprint
     rows = [(f"k{i}", {"a": huge + 2 - i}, i) for i in range(3)]
     doc: dict[str, Any] = {"filter": {"GT": {"a": huge - 1}}, "sort": [{"key": "a"}]}
-    page, token = run_query(parse_query({**doc, "page": {"limit": 2}}), rows)
+    page, token = page_of(parse_query({**doc, "page": {"limit": 2}}), rows)
     assert page == [2, 1] and token is not None
-    page, token = run_query(parse_query({**doc, "page": {"limit": 2, "token": token}}), rows)
+    page, token = page_of(parse_query({**doc, "page": {"limit": 2, "token": token}}), rows)
     assert page == [0] and token is None
 
 
@@ -922,7 +930,7 @@ def test_payloads_are_returned_untouched() -> None:
 
     payloads = [Payload() for _ in range(5)]
     rows = [(f"k{i}", {"v": 1}, p) for i, p in enumerate(payloads)]
-    items, token = run_query(parse_query({"sort": [{"key": "v"}], "page": {"limit": 2}}), rows)
+    items, token = page_of(parse_query({"sort": [{"key": "v"}], "page": {"limit": 2}}), rows)
     assert items == payloads[:2]
     assert token is not None
 
@@ -930,7 +938,7 @@ def test_payloads_are_returned_untouched() -> None:
 def test_rows_may_be_a_one_shot_iterator() -> None:
     rows = ((f"k{i}", {"v": i}, i) for i in range(10))
     q = parse_query({"filter": {"GTE": {"v": 5}}, "sort": [{"key": "v", "order": "DESC"}]})
-    assert run_query(q, rows) == ([9, 8, 7, 6, 5], None)
+    assert page_of(q, rows) == ([9, 8, 7, 6, 5], None)
 
 
 def test_large_query_pages_correctly() -> None:
@@ -951,9 +959,64 @@ def test_large_query_pages_correctly() -> None:
     token: str | None = None
     while True:
         q = parse_query({**doc, "page": {"limit": 1000, "token": token}})
-        items, token = run_query(q, rows)
+        items, token = page_of(q, rows)
         got.extend(items)
         if token is None:
             break
     expected = ref_sorted([(k, v) for k, v, _ in rows if v["status"] != "closed"], doc["sort"])
     assert [f"k{i:05d}" for i in got] == expected
+
+
+# -- early exit (issue 12) -----------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.integers(0, 9), max_size=60),
+    wanted=st.integers(0, 9),
+    limit=st.integers(1, 8),
+    pages=st.integers(1, 4),
+)
+def test_key_ordered_read_stops_after_the_page_and_pages_alike(
+    values: list[int], wanted: int, limit: int, pages: int
+) -> None:
+    """Without a sort, a key-ordered stream is read only up to the (limit+1)-th match
+    after the token, and every page equals the full evaluator's page."""
+    rows = [(f"k{i:03d}", {"n": n}, f"k{i:03d}") for i, n in enumerate(values)]
+    token: str | None = None
+    for _ in range(pages):
+        q = parse_query({"filter": {"EQ": {"n": wanted}}, "page": {"limit": limit, "token": token}})
+        fast = run_query(q, rows, key_ordered=True)
+        full = run_query(q, rows)
+        assert (fast.items, fast.token) == (full.items, full.token)
+        assert full.rows_read == len(rows) and not full.early_exit
+        start = resume_key(q)
+        after = [i for i, r in enumerate(rows) if start is None or r[0] > start]
+        matches = [i for i in after if values[i] == wanted]
+        if len(matches) > limit:
+            assert fast.early_exit
+            assert fast.rows_read == matches[limit] + 1
+        else:
+            assert not fast.early_exit and fast.rows_read == len(rows)
+        token = fast.token
+        if token is None:
+            break
+
+
+def test_a_sorted_query_reads_every_row_even_when_key_ordered() -> None:
+    rows = [(f"k{i}", {"n": i % 3}, i) for i in range(10)]
+    q = parse_query({"sort": [{"key": "n"}], "page": {"limit": 2}})
+    found = run_query(q, rows, key_ordered=True)
+    assert found.rows_read == 10 and not found.early_exit
+    assert found.items == [0, 3]
+
+
+def test_resume_key_is_the_last_key_of_an_unsorted_page_and_checks_the_token() -> None:
+    rows = [(f"k{i}", {}, i) for i in range(5)]
+    first = run_query(parse_query({"page": {"limit": 2}}), rows)
+    assert resume_key(parse_query({"page": {"limit": 2}})) is None
+    assert resume_key(parse_query({"page": {"limit": 2, "token": first.token}})) == "k1"
+    sorted_q = parse_query({"sort": [{"key": "n"}], "page": {"limit": 2, "token": first.token}})
+    assert resume_key(sorted_q) is None
+    with pytest.raises(InvalidRequest):
+        resume_key(parse_query({"filter": {"EQ": {"a": 1}}, "page": {"token": first.token}}))

@@ -50,6 +50,7 @@ from .types import (
     ExpectedVersion,
     Item,
     Page,
+    QueryPlan,
     RecordedEvent,
 )
 
@@ -100,6 +101,7 @@ __all__ = [
     "Namespace",
     "NamespaceAPI",
     "Page",
+    "QueryPlan",
     "RateLimited",
     "RecordedEvent",
     "Store",

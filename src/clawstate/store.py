@@ -264,8 +264,12 @@ class Namespace:
         items = [self._item(st) for st in rows[:limit]]
         return Page(items, _encode_cursor(prefix, items[-1].key) if more else None)
 
-    def query(self, query: Any) -> Page:
-        """Dapr state-query JSON (filter/sort/page) over this namespace's values."""
+    def query(self, query: Any, *, explain: bool = False) -> Page:
+        """Dapr state-query JSON (filter/sort/page) over this namespace's values.
+
+        ``explain=True`` sets the page's ``plan``: whether an index served the query,
+        whether it ran in the database or as a scan in Python, and how many rows were
+        read (:class:`~clawstate.QueryPlan`)."""
         limits = self._store.config.limits
         parsed = parse_query(
             query,
@@ -274,8 +278,9 @@ class Namespace:
             default_limit=limits.default_query_limit,
         )
         self._store._settle(self.backend_name)
-        rows, token = self._backend.query(self.name, parsed, self._decode, self._clock())
-        return Page([self._item(st) for st in rows], token)
+        found = self._backend.query(self.name, parsed, self._decode, self._clock(), explain)
+        items = [self._item(st) for st in found.items]
+        return Page(items, found.token, found.plan if explain else None)
 
     def count(self) -> int:
         """How many live items the namespace holds."""

@@ -25,6 +25,7 @@ __all__ = [
     "ExpectedVersion",
     "Item",
     "Page",
+    "QueryPlan",
     "RecordedEvent",
     "WriteOp",
     "new_event_id",
@@ -53,15 +54,43 @@ class Item(msgspec.Struct, frozen=True, gc=False):
     namespace: str = ""
 
 
+#: How a query was answered: a declared index served it, the backend's own query
+#: language (SQL) filtered and ordered the rows, or clawstate decoded every candidate
+#: row and filtered it in Python (encrypted namespaces, Redis, the memory backend).
+QueryStrategy = Literal["index", "sql", "scan"]
+
+
+class QueryPlan(msgspec.Struct, frozen=True, gc=False):
+    """What ``query(..., explain=True)`` reports about how a page was answered.
+
+    ``rows_read`` counts the rows clawstate read from the backend to build the page
+    (decoded in Python on the ``scan`` strategy; returned by the database on the
+    others, which read only what their index or ordered scan reached).  ``early_exit``
+    says the read stopped before the end of the namespace because the page was full.
+    ``index`` names the index that served the filter or sort, ``None`` when none did;
+    ``detail`` holds the database's own plan lines (SQLite ``EXPLAIN QUERY PLAN``,
+    PostgreSQL ``EXPLAIN``), for a human.
+    """
+
+    backend: str
+    strategy: QueryStrategy
+    rows_read: int
+    early_exit: bool = False
+    index: str | None = None
+    detail: list[str] = msgspec.field(default_factory=list)
+
+
 class Page(msgspec.Struct, frozen=True, gc=False):
     """One page of a scan or query; ``cursor`` is ``None`` on the last page.
 
     Pass ``cursor`` back to get the next page.  Cursors are keyset positions,
     not offsets, so pages stay stable while other writers insert or delete.
+    ``plan`` is set only by ``query(..., explain=True)``.
     """
 
     items: list[Item]
     cursor: str | None = None
+    plan: QueryPlan | None = None
 
     def __iter__(self) -> Any:
         return iter(self.items)

@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
 
-from ..types import Change
+from ..types import Change, QueryPlan
 
 if TYPE_CHECKING:
     from ..config import Config, ParsedUrl
@@ -81,6 +81,7 @@ __all__ = [
     "EventRow",
     "EventWrite",
     "Outcome",
+    "QueryResult",
     "StoredItem",
     "StreamMeta",
     "StreamRow",
@@ -299,6 +300,16 @@ class BackendOptions(msgspec.Struct, frozen=True, kw_only=True):
 Decoder = Callable[[StoredItem], Any]
 
 
+class QueryResult(msgspec.Struct, frozen=True, gc=False):
+    """What :meth:`Backend.query` answers: one page of stored items, the next page's
+    token (``None`` on the last page) and how the page was found (always built — its
+    counters are cheap; the database's own plan text only when ``explain`` asked)."""
+
+    items: list[StoredItem]
+    token: str | None
+    plan: QueryPlan
+
+
 @runtime_checkable
 class Backend(Protocol):
     """The storage engine behind a Store.  See the module docstring for the contract."""
@@ -323,9 +334,14 @@ class Backend(Protocol):
         ...
 
     def query(
-        self, namespace: str, query: Query, decode: Decoder, now: float
-    ) -> tuple[list[StoredItem], str | None]:
-        """One page of the query's matches and the next page token."""
+        self, namespace: str, query: Query, decode: Decoder, now: float, explain: bool = False
+    ) -> QueryResult:
+        """One page of the query's matches, the next page token and the plan.
+
+        Rows arrive in the query's order; without a sort that is key order, and the
+        read stops after ``limit + 1`` matches (:func:`clawstate.query.run_query`'s
+        early exit).  ``explain`` adds the database's own plan lines to the plan
+        (an extra round trip; off on the hot path)."""
         ...
 
     def count(self, namespace: str, now: float) -> int: ...

@@ -119,7 +119,8 @@ Each module imports only those above it; every name is imported from
 * ``paths``: values at paths and their JSON type ranks (:func:`path_get`);
 * ``filters``: filters compiled to predicates (:func:`compile_filter`, :func:`matches`);
 * ``order``: sort keys and page tokens;
-* ``run``: one page over a stream of rows (:func:`run_query`).
+* ``run``: one page over a stream of rows (:func:`run_query`), stopping early when
+  the rows arrive in the page's order.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ from .nodes import (
 )
 from .parse import parse_query
 from .paths import path_get
-from .run import run_query
+from .run import QueryRun, resume_key, run_query
 
 __all__ = [
     "MAX_PATH_SEGMENTS",
@@ -153,6 +154,7 @@ __all__ = [
     "In",
     "Or",
     "Query",
+    "QueryRun",
     "Scalar",
     "ScalarKind",
     "SortKey",
@@ -160,5 +162,6 @@ __all__ = [
     "matches",
     "parse_query",
     "path_get",
+    "resume_key",
     "run_query",
 ]

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ClawStateError
-from ...types import Change
+from ...types import Change, QueryPlan
 from .._apply import Row, apply_unit
 from .._keyorder import prefix_upper_bound
 from ..base import (
@@ -26,6 +26,7 @@ from ..base import (
     Capabilities,
     Decoder,
     Outcome,
+    QueryResult,
     StoredItem,
     SweepResult,
     WriteUnit,
@@ -288,11 +289,14 @@ class MemoryBackend(MemoryEventLog):
         return iter(self._snapshot(namespace, None))
 
     def query(
-        self, namespace: str, query: Query, decode: Decoder, now: float
-    ) -> tuple[list[StoredItem], str | None]:
+        self, namespace: str, query: Query, decode: Decoder, now: float, explain: bool = False
+    ) -> QueryResult:
         from ...query import run_query
 
-        return run_query(query, ((it.key, decode(it), it) for it in self._snapshot(namespace, now)))
+        rows = ((it.key, decode(it), it) for it in self._snapshot(namespace, now))
+        run = run_query(query, rows, key_ordered=True)
+        plan = QueryPlan("memory", "scan", run.rows_read, run.early_exit)
+        return QueryResult(run.items, run.token, plan)
 
     def count(self, namespace: str, now: float) -> int:
         return len(self._snapshot(namespace, now))

@@ -29,7 +29,8 @@ from psycopg import sql
 
 from ...errors import InvalidRequest
 from ...query import MAX_PATH_SEGMENTS, And, Compare, Eq, Filter, In, Or, run_query
-from ..base import Decoder, StoredItem
+from ...types import QueryPlan
+from ..base import Decoder, QueryResult
 from ._core import PostgresCore
 from .schema import _ITEM_COLS, _LIVE
 from .values import OPAQUE_ENCRYPTED
@@ -200,6 +201,10 @@ def _token_positions(token: str) -> tuple[list[tuple[int, Any]], str]:
     return positions, str(doc[3])
 
 
+#: The name of one of our expression indexes in a line of ``EXPLAIN`` output.
+_INDEX_NAME: Final = re.compile(r"items_q\d+_[0-9a-f]{16}")
+
+
 def _text_array_literal(segments: Sequence[str]) -> str:
     inner = ",".join('"' + seg.replace("\\", "\\\\").replace('"', '\\"') + '"' for seg in segments)
     return "{" + inner + "}"
@@ -251,13 +256,13 @@ class PostgresQueries(PostgresCore):
         return text, c.params
 
     def query(
-        self, namespace: str, query: Query, decode: Decoder, now: float
-    ) -> tuple[list[StoredItem], str | None]:
-        # run_query over no rows validates the token (InvalidRequest for a bad one).
-        empty: tuple[list[StoredItem], str | None] = run_query(query, [])
+        self, namespace: str, query: Query, decode: Decoder, now: float, explain: bool = False
+    ) -> QueryResult:
         nid = self._ns_id(namespace)
         if nid is None:
-            return empty
+            # run_query over no rows validates the token (InvalidRequest for a bad one).
+            run_query(query, [])
+            return QueryResult([], None, QueryPlan("postgres", "sql", 0))
         text, params = self.compile_query(nid, query, now)
         opaque_sql = (
             f"SELECT {_ITEM_COLS}, opaque FROM {self._s}.items "
@@ -280,7 +285,31 @@ class PostgresQueries(PostgresCore):
             )
         items = [self._item(namespace, r) for r in rows]
         items.extend(self._item(namespace, r) for r in opaque)
-        return run_query(query, ((it.key, decode(it), it) for it in items))
+        page = run_query(query, ((it.key, decode(it), it) for it in items))
+        detail = self._explain(text, params) if explain else []
+        index = next((m.group(0) for line in detail for m in [_INDEX_NAME.search(line)] if m), None)
+        # Opaque (encrypted) rows cannot be filtered in SQL: with any, the page is a
+        # scan of those rows in Python on top of the SQL page.
+        plan = QueryPlan(
+            "postgres",
+            "scan" if opaque else ("index" if index else "sql"),
+            len(rows) + len(opaque),
+            len(rows) > query.limit,
+            index,
+            detail,
+        )
+        return QueryResult(page.items, page.token, plan)
+
+    def _explain(self, text: str, params: dict[str, Any]) -> list[str]:
+        """PostgreSQL's plan for the page's SQL, one line per plan node (``EXPLAIN``,
+        not ``ANALYZE``: the query is not run twice)."""
+
+        def run(conn: psycopg.Connection[Any]) -> list[str]:
+            cur = conn.execute("EXPLAIN " + text, params, prepare=False)
+            return [str(r[0]) for r in cur.fetchall()]
+
+        lines: list[str] = self._read("explain", run)
+        return lines
 
     # -- indexes ---------------------------------------------------------------------------
 

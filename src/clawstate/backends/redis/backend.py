@@ -22,7 +22,7 @@ from ...errors import (
     InvalidRequest,
     VersionConflict,
 )
-from ...types import Change
+from ...types import Change, QueryPlan
 from .._apply import idempotency_scope
 from .._group_commit import GroupCommitter
 from .._keyorder import prefix_upper_bound
@@ -35,6 +35,7 @@ from ..base import (
     Capabilities,
     Decoder,
     Outcome,
+    QueryResult,
     StoredItem,
     SweepResult,
     WriteUnit,
@@ -592,8 +593,8 @@ class RedisBackend:
         return self._iter(namespace, None)
 
     def query(
-        self, namespace: str, query: Query, decode: Decoder, now: float
-    ) -> tuple[list[StoredItem], str | None]:
+        self, namespace: str, query: Query, decode: Decoder, now: float, explain: bool = False
+    ) -> QueryResult:
         from ...query import run_query
 
         live = self.count(namespace, now)
@@ -606,7 +607,10 @@ class RedisBackend:
                 "keep queryable namespaces on PostgreSQL or SQLite",
                 limit=self.max_query_scan,
             )
-        return run_query(query, ((it.key, decode(it), it) for it in self._iter(namespace, now)))
+        rows = ((it.key, decode(it), it) for it in self._iter(namespace, now))
+        run = run_query(query, rows, key_ordered=True)
+        plan = QueryPlan("redis", "scan", run.rows_read, run.early_exit)
+        return QueryResult(run.items, run.token, plan)
 
     def count(self, namespace: str, now: float) -> int:
         args = [self.prefix, namespace, _num(now)]

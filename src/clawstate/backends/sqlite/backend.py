@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ...errors import BackendUnavailable, ClawStateError, ConfigError, IntegrityError
-from ...types import Change
+from ...types import Change, QueryPlan
 from .._apply import Row, apply_unit
 from .._group_commit import GroupCommitter
 from .._keyorder import prefix_upper_bound
@@ -24,6 +24,7 @@ from ..base import (
     Capabilities,
     Decoder,
     Outcome,
+    QueryResult,
     StoredItem,
     SweepResult,
     WriteUnit,
@@ -575,15 +576,17 @@ class SQLiteBackend(_events.SQLiteEventLog):
         return self._iter(namespace, None)
 
     def query(
-        self, namespace: str, query: Query, decode: Decoder, now: float
-    ) -> tuple[list[StoredItem], str | None]:
+        self, namespace: str, query: Query, decode: Decoder, now: float, explain: bool = False
+    ) -> QueryResult:
         from ...query import run_query
 
         try:
             rows = ((it.key, decode(it), it) for it in self._iter(namespace, now))
-            return run_query(query, rows)
+            run = run_query(query, rows, key_ordered=True)
         except sqlite3.Error as exc:
             raise _translate(exc, "query") from exc
+        plan = QueryPlan("sqlite", "scan", run.rows_read, run.early_exit)
+        return QueryResult(run.items, run.token, plan)
 
     def count(self, namespace: str, now: float) -> int:
         nid = self._ns_id(namespace)
