@@ -190,7 +190,6 @@ row_sets = st.lists(documents, max_size=40).map(
 )
 
 
-
 def page_of(query: Query, rows: Any) -> tuple[list[Any], str | None]:
     """The page and token of ``run_query`` (the tests below predate its counters)."""
     found = run_query(query, rows)
@@ -1020,3 +1019,30 @@ def test_resume_key_is_the_last_key_of_an_unsorted_page_and_checks_the_token() -
     assert resume_key(sorted_q) is None
     with pytest.raises(InvalidRequest):
         resume_key(parse_query({"filter": {"EQ": {"a": 1}}, "page": {"token": first.token}}))
+
+
+def test_serving_path_follows_and_or_rules() -> None:
+    from clawstate.query import serving_path, wanted_paths
+
+    q = parse_query(
+        {"filter": {"AND": [{"EQ": {"status": "open"}}, {"GT": {"customer.id": 3}}]}}
+    ).filter
+    assert serving_path(q, {("customer", "id")}) == ("customer", "id")
+    assert serving_path(q, {("status",), ("customer", "id")}) == ("status",)
+    assert serving_path(q, set()) is None
+    either = parse_query({"filter": {"OR": [{"EQ": {"a": 1}}, {"EQ": {"b": 2}}]}}).filter
+    assert serving_path(either, {("a",)}) is None  # one unserved branch reads every row
+    assert serving_path(either, {("a",), ("b",)}) == ("a",)
+    assert wanted_paths(q) == [("status",), ("customer", "id")]
+
+
+def test_a_scan_past_max_read_is_refused_naming_the_index_that_would_serve() -> None:
+    rows = [(f"k{i:03d}", {"user": f"u{i % 50}"}, i) for i in range(200)]
+    q = parse_query({"filter": {"EQ": {"user": "u7"}}, "page": {"limit": 10}})
+    with pytest.raises(InvalidRequest) as err:
+        run_query(q, rows, max_read=100)
+    assert err.value.field == "query" and err.value.limit == 100
+    assert "indexes = ['user']" in str(err.value)
+    # an early exit inside the bound is not refused
+    small = parse_query({"filter": {"EQ": {"user": "u7"}}, "page": {"limit": 1}})
+    assert run_query(small, rows, key_ordered=True, max_read=100).items == [7]

@@ -334,14 +334,22 @@ class Backend(Protocol):
         ...
 
     def query(
-        self, namespace: str, query: Query, decode: Decoder, now: float, explain: bool = False
+        self,
+        namespace: str,
+        query: Query,
+        decode: Decoder,
+        now: float,
+        explain: bool = False,
+        max_scan: int | None = None,
     ) -> QueryResult:
         """One page of the query's matches, the next page token and the plan.
 
         Rows arrive in the query's order; without a sort that is key order, and the
         read stops after ``limit + 1`` matches (:func:`clawstate.query.run_query`'s
         early exit).  ``explain`` adds the database's own plan lines to the plan
-        (an extra round trip; off on the hot path)."""
+        (an extra round trip; off on the hot path).  ``max_scan`` (None: no bound)
+        refuses, with :func:`clawstate.query.scan_refused`, a query that no index
+        serves and that would read more than that many rows."""
         ...
 
     def count(self, namespace: str, now: float) -> int: ...

@@ -119,6 +119,7 @@ Each module imports only those above it; every name is imported from
 * ``paths``: values at paths and their JSON type ranks (:func:`path_get`);
 * ``filters``: filters compiled to predicates (:func:`compile_filter`, :func:`matches`);
 * ``order``: sort keys and page tokens;
+* ``indexable``: which declared index can serve a filter (:func:`serving_path`);
 * ``run``: one page over a stream of rows (:func:`run_query`), stopping early when
   the rows arrive in the page's order.
 """
@@ -126,6 +127,7 @@ Each module imports only those above it; every name is imported from
 from __future__ import annotations
 
 from .filters import compile_filter, matches
+from .indexable import dotted, serving_path, wanted_paths
 from .nodes import (
     MAX_PATH_SEGMENTS,
     And,
@@ -142,7 +144,7 @@ from .nodes import (
 )
 from .parse import parse_query
 from .paths import path_get
-from .run import QueryRun, resume_key, run_query
+from .run import QueryRun, resume_key, run_query, scan_refused
 
 __all__ = [
     "MAX_PATH_SEGMENTS",
@@ -159,9 +161,13 @@ __all__ = [
     "ScalarKind",
     "SortKey",
     "compile_filter",
+    "dotted",
     "matches",
     "parse_query",
     "path_get",
     "resume_key",
     "run_query",
+    "scan_refused",
+    "serving_path",
+    "wanted_paths",
 ]

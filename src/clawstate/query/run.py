@@ -19,6 +19,8 @@ import heapq
 from collections.abc import Generator, Iterable
 from typing import Any, Generic, NamedTuple, TypeVar
 
+from ..errors import InvalidRequest
+from .indexable import dotted, wanted_paths
 from .nodes import Query
 from .order import _Plan
 
@@ -51,8 +53,31 @@ def resume_key(query: Query) -> str | None:
     return last
 
 
+def scan_refused(query: Query, rows: int, max_scan: int) -> InvalidRequest:
+    """The error of a query that would read more than ``max_scan`` rows without an
+    index serving it: it names the count, the limit and the index that would serve it
+    (the first filter path), so the fix is one line of configuration."""
+    paths = wanted_paths(query.filter)
+    hint = (
+        f"declare indexes = [{', '.join(repr(dotted(p)) for p in paths[:3])}] for the "
+        "namespace so an index serves it"
+        if paths
+        else "add a filter on an indexed field, or page with scan()"
+    )
+    return InvalidRequest(
+        "query",
+        f"the query must read more than {max_scan} rows ({rows} at least) without an "
+        f"index: {hint}, or raise limits.max_query_scan knowingly",
+        limit=max_scan,
+    )
+
+
 def run_query(
-    query: Query, rows: Iterable[tuple[str, Any, T]], *, key_ordered: bool = False
+    query: Query,
+    rows: Iterable[tuple[str, Any, T]],
+    *,
+    key_ordered: bool = False,
+    max_read: int | None = None,
 ) -> QueryRun[T]:
     """One page of ``rows`` (``(key, decoded_value, payload)``) for the query.
 
@@ -63,7 +88,8 @@ def run_query(
     ``rows`` arrive in ascending key order (UTF-8 byte order, which is code-point
     order): a query without a sort then stops reading after ``limit + 1`` matches.
     Raises InvalidRequest (``query.page.token``) for a malformed token or one from
-    another query.
+    another query, and (``query``, :func:`scan_refused`) when more than ``max_read``
+    rows would be read — before the read goes further, so nothing is decoded past it.
     """
     plan = _Plan(query)
     after = plan.decode_token(query.token) if query.token else None
@@ -75,6 +101,8 @@ def run_query(
         nonlocal read
         for key, value, payload in rows:
             read += 1
+            if max_read is not None and read > max_read:
+                raise scan_refused(query, read, max_read)
             if predicate is not None and not predicate(value):
                 continue
             sort_key = key_fn(key, value)

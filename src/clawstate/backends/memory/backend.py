@@ -289,12 +289,18 @@ class MemoryBackend(MemoryEventLog):
         return iter(self._snapshot(namespace, None))
 
     def query(
-        self, namespace: str, query: Query, decode: Decoder, now: float, explain: bool = False
+        self,
+        namespace: str,
+        query: Query,
+        decode: Decoder,
+        now: float,
+        explain: bool = False,
+        max_scan: int | None = None,
     ) -> QueryResult:
         from ...query import run_query
 
         rows = ((it.key, decode(it), it) for it in self._snapshot(namespace, now))
-        run = run_query(query, rows, key_ordered=True)
+        run = run_query(query, rows, key_ordered=True, max_read=max_scan)
         plan = QueryPlan("memory", "scan", run.rows_read, run.early_exit)
         return QueryResult(run.items, run.token, plan)
 

@@ -256,7 +256,13 @@ class PostgresQueries(PostgresCore):
         return text, c.params
 
     def query(
-        self, namespace: str, query: Query, decode: Decoder, now: float, explain: bool = False
+        self,
+        namespace: str,
+        query: Query,
+        decode: Decoder,
+        now: float,
+        explain: bool = False,
+        max_scan: int | None = None,
     ) -> QueryResult:
         nid = self._ns_id(namespace)
         if nid is None:

@@ -593,7 +593,13 @@ class RedisBackend:
         return self._iter(namespace, None)
 
     def query(
-        self, namespace: str, query: Query, decode: Decoder, now: float, explain: bool = False
+        self,
+        namespace: str,
+        query: Query,
+        decode: Decoder,
+        now: float,
+        explain: bool = False,
+        max_scan: int | None = None,
     ) -> QueryResult:
         from ...query import run_query
 
@@ -608,7 +614,7 @@ class RedisBackend:
                 limit=self.max_query_scan,
             )
         rows = ((it.key, decode(it), it) for it in self._iter(namespace, now))
-        run = run_query(query, rows, key_ordered=True)
+        run = run_query(query, rows, key_ordered=True, max_read=max_scan)
         plan = QueryPlan("redis", "scan", run.rows_read, run.early_exit)
         return QueryResult(run.items, run.token, plan)
 

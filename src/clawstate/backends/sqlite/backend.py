@@ -576,13 +576,19 @@ class SQLiteBackend(_events.SQLiteEventLog):
         return self._iter(namespace, None)
 
     def query(
-        self, namespace: str, query: Query, decode: Decoder, now: float, explain: bool = False
+        self,
+        namespace: str,
+        query: Query,
+        decode: Decoder,
+        now: float,
+        explain: bool = False,
+        max_scan: int | None = None,
     ) -> QueryResult:
         from ...query import run_query
 
         try:
             rows = ((it.key, decode(it), it) for it in self._iter(namespace, now))
-            run = run_query(query, rows, key_ordered=True)
+            run = run_query(query, rows, key_ordered=True, max_read=max_scan)
         except sqlite3.Error as exc:
             raise _translate(exc, "query") from exc
         plan = QueryPlan("sqlite", "scan", run.rows_read, run.early_exit)
