@@ -43,8 +43,8 @@ the store's configuration says to every backend).
 Indexes: the facade calls ``ensure_index(namespace, fields)`` once per namespace
 it opens whose policy lists ``indexes`` (``[namespaces.<name>]`` or
 ``[namespaces."*"]``).  A backend that can index creates what is missing and
-returns the index names; one that cannot returns ``[]`` — queries then still
-answer, by scanning (SQLite, Redis and memory today).
+returns the index names (issue 12: every backend indexes; which index serves a
+filter is decided once, in :mod:`clawstate.query.indexable`).
 
 Every backend runs the conformance suite in :mod:`clawstate.testing`.
 """
@@ -81,6 +81,7 @@ __all__ = [
     "EventRow",
     "EventWrite",
     "Outcome",
+    "Progress",
     "QueryResult",
     "StoredItem",
     "StreamMeta",
@@ -299,6 +300,10 @@ class BackendOptions(msgspec.Struct, frozen=True, kw_only=True):
 #: that evaluate queries in Python.
 Decoder = Callable[[StoredItem], Any]
 
+#: ``progress(done, total)``: how many rows a long maintenance step (an index backfill)
+#: has done of how many; called from the thread doing the work.
+Progress = Callable[[int, int], None]
+
 
 class QueryResult(msgspec.Struct, frozen=True, gc=False):
     """What :meth:`Backend.query` answers: one page of stored items, the next page's
@@ -403,10 +408,15 @@ class Backend(Protocol):
         sealed under a new key id is written."""
         ...
 
-    def ensure_index(self, namespace: str, fields: Sequence[str]) -> list[str]:
+    def ensure_index(
+        self, namespace: str, fields: Sequence[str], progress: Progress | None = None
+    ) -> list[str]:
         """Make queries filtering on ``fields`` (dotted paths) in ``namespace`` use an
-        index; return the names of the indexes serving them.  Idempotent.  A backend
-        without secondary indexes returns ``[]`` (its queries scan)."""
+        index; return the names of the indexes serving them, in ``fields`` order.
+        Idempotent.  An index added to a namespace that holds data is backfilled
+        while writes go on; ``progress(done, total)`` hears how far (rows), and a
+        query is served by the index only once it is complete (until then, and after
+        a kill during the backfill, the query reads without it and answers the same)."""
         ...
 
     def close(self) -> None: ...

@@ -26,6 +26,7 @@ from ..base import (
     Capabilities,
     Decoder,
     Outcome,
+    Progress,
     QueryResult,
     StoredItem,
     SweepResult,
@@ -189,7 +190,9 @@ class MemoryBackend(MemoryEventLog):
         (durability, ``create``) change nothing here."""
         return cls()
 
-    def ensure_index(self, namespace: str, fields: Sequence[str]) -> list[str]:
+    def ensure_index(
+        self, namespace: str, fields: Sequence[str], progress: Progress | None = None
+    ) -> list[str]:
         """No indexes: queries evaluate every item in Python (the reference)."""
         return []
 

@@ -30,7 +30,7 @@ from psycopg import sql
 from ...errors import InvalidRequest
 from ...query import MAX_PATH_SEGMENTS, And, Compare, Eq, Filter, In, Or, run_query
 from ...types import QueryPlan
-from ..base import Decoder, QueryResult
+from ..base import Decoder, Progress, QueryResult
 from ._core import PostgresCore
 from .schema import _ITEM_COLS, _LIVE
 from .values import OPAQUE_ENCRYPTED
@@ -321,7 +321,9 @@ class PostgresQueries(PostgresCore):
 
     # -- indexes ---------------------------------------------------------------------------
 
-    def ensure_index(self, namespace: str, fields: Sequence[str]) -> list[str]:
+    def ensure_index(
+        self, namespace: str, fields: Sequence[str], progress: Progress | None = None
+    ) -> list[str]:
         """Create (if absent) the expression indexes serving query filters on each of
         ``fields`` (dotted paths: ``"customer.id"``) in ``namespace``; return their
         names, in order.  The facade calls it from the namespace policy."""

@@ -35,6 +35,7 @@ from ..base import (
     Capabilities,
     Decoder,
     Outcome,
+    Progress,
     QueryResult,
     StoredItem,
     SweepResult,
@@ -246,7 +247,9 @@ class RedisBackend:
             create=options.create,
         )
 
-    def ensure_index(self, namespace: str, fields: Sequence[str]) -> list[str]:
+    def ensure_index(
+        self, namespace: str, fields: Sequence[str], progress: Progress | None = None
+    ) -> list[str]:
         """No value indexes on Redis: ``query()`` scans, bounded by ``max_query_scan``
         (issue #12 may add some); nothing is created."""
         return []

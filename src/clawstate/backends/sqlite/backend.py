@@ -24,6 +24,7 @@ from ..base import (
     Capabilities,
     Decoder,
     Outcome,
+    Progress,
     QueryResult,
     StoredItem,
     SweepResult,
@@ -294,7 +295,9 @@ class SQLiteBackend(_events.SQLiteEventLog):
             max_batch=options.max_batch,
         )
 
-    def ensure_index(self, namespace: str, fields: Sequence[str]) -> list[str]:
+    def ensure_index(
+        self, namespace: str, fields: Sequence[str], progress: Progress | None = None
+    ) -> list[str]:
         """No secondary indexes here yet: queries scan the namespace (issue #12 adds
         expression indexes over ``json_extract``); nothing is created."""
         return []
