@@ -144,8 +144,8 @@ class AsyncNamespace:
     async def scan(self, prefix: str = "", limit: int = 100, cursor: str | None = None) -> Page:
         return await self._run(self._ns.scan, prefix, limit, cursor)
 
-    async def query(self, query: Any) -> Page:
-        return await self._run(self._ns.query, query)
+    async def query(self, query: Any, *, explain: bool = False) -> Page:
+        return await self._run(self._ns.query, query, explain=explain)
 
     async def count(self) -> int:
         return await self._run(self._ns.count)

@@ -19,8 +19,17 @@ from .checks import (
     _count_check,
     _duration_check,
     _normalize,
+    _optional,
     _size_check,
 )
+
+#: ``limits.max_query_scan`` under ``clawstate serve`` when the configuration leaves it
+#: unset: a server must not let one request read a whole large namespace silently.
+SERVER_MAX_QUERY_SCAN: Final = 100_000
+
+#: The largest ``max_query_scan`` accepted: more rows than any store holds (2**53, so
+#: that the bound survives a JSON double), and a huge integer is refused, not carried.
+MAX_QUERY_SCAN: Final = 2**53
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
@@ -30,6 +39,10 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     ``max_ttl_seconds`` (at most 10 years) may be lowered, never raised.  ``max_batch``
     bounds the writes of one ``put_many`` or transaction; ``default_query_limit`` is the
     page size when a query gives none and may not exceed ``max_query_limit``.
+    ``max_query_scan`` refuses a query that no index serves and that would read more
+    rows than that (``InvalidRequest``, field ``query``, naming the index that would
+    serve it): unset (``None``) it is off embedded and :data:`SERVER_MAX_QUERY_SCAN`
+    under ``clawstate serve``; ``0`` turns it off everywhere.
     """
 
     max_key_bytes: int = MAX_KEY_BYTES
@@ -40,6 +53,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     default_query_limit: int = 1_000
     max_namespace_len: int = MAX_NAMESPACE_LEN
     max_ttl_seconds: float = float(MAX_TTL_SECONDS)
+    max_query_scan: int | None = None
 
     def __post_init__(self) -> None:
         _normalize(self, _LIMIT_FIELDS)
@@ -57,6 +71,9 @@ _LIMIT_OPTIONS: Final[Mapping[str, _Check]] = {
     "default_query_limit": _count_check(minimum=1),
     "max_namespace_len": _count_check(
         minimum=1, maximum=MAX_NAMESPACE_LEN, note=" (the fixed maximum; it may only be lowered)"
+    ),
+    "max_query_scan": _optional(
+        _count_check(minimum=0, maximum=MAX_QUERY_SCAN, note=" (0 turns the bound off)")
     ),
     "max_ttl_seconds": _duration_check(
         allow_zero=False,

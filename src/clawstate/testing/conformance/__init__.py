@@ -33,6 +33,7 @@ only pass some areas may subclass ``StoreFixtures`` and the mixins it needs.
 - :mod:`.ttl` — expiry, the sweep, ``keep_ttl``;
 - :mod:`.idempotency` — idempotency keys and their scope;
 - :mod:`.scan` — ``scan`` and ``query``;
+- :mod:`.queries_model` — queries against a model, with and without indexes (Hypothesis);
 - :mod:`.watch` — the change log through ``watch``;
 - :mod:`.transactions` — transactions;
 - :mod:`.limits` — limits and bad input;
@@ -41,7 +42,8 @@ only pass some areas may subclass ``StoreFixtures`` and the mixins it needs.
 - :mod:`.aio` — :class:`AsyncStoreConformance`;
 - :mod:`.helpers` — factory protocols, snapshots, the oracle and refusal checks.
 
-The package imports only ``clawstate`` and ``pytest``.
+The package imports only ``clawstate``, ``pytest`` and ``hypothesis`` (the
+``testing`` extra).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from .helpers import (
 from .idempotency import IdempotencyConformance, IdempotencyScopeConformance
 from .limits import LimitsConformance
 from .policies import CodecPolicyConformance
+from .queries_model import QueryModelConformance
 from .scan import ScanQueryConformance
 from .transactions import TransactionConformance
 from .ttl import KeepTtlConformance, TtlConformance
@@ -82,6 +85,7 @@ __all__ = [
     "KeepTtlConformance",
     "LimitsConformance",
     "NoVersionReuseConformance",
+    "QueryModelConformance",
     "ScanQueryConformance",
     "Snapshot",
     "StoreConformance",
@@ -109,6 +113,7 @@ class StoreConformance(
     IdempotencyConformance,
     IdempotencyScopeConformance,
     ScanQueryConformance,
+    QueryModelConformance,
     WatchConformance,
     TransactionConformance,
     LimitsConformance,
