@@ -1,4 +1,5 @@
-"""What the event store needs from the store that hosts it, as Protocols.
+"""What the event store needs from the store that hosts it, and what its parts
+need from the event store, as Protocols.
 
 The event store is built on the facade: its snapshots, checkpoints and
 dead letters are items in namespaces, its appends join the facade's
@@ -9,20 +10,33 @@ importing ``clawstate.store``: the facade imports the event store (``store.event
 :class:`~clawstate.Transaction` and :class:`~clawstate.TxNamespace` satisfy them
 structurally (mypy checks it where the facade hands itself over), as the audit
 chain's ``AuditStore`` protocol does for the server.
+
+One layer down the same holds inside the event store: :class:`.store.EventStore`
+builds its subscriptions, projection runners, snapshots and repositories, so
+they name it only as :class:`HostEvents` (and ``tx.events`` as
+:class:`HostTxEvents`) — the few members they use — and this module takes
+nothing from :mod:`.store`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ..backends.base import Backend, EventWrite
+    from ..backends.base import Backend, EventLog, EventRow, EventWrite
     from ..config import Config
-    from ..types import AppendResult, Item, Page
-    from .store import EventStore, TxEvents
+    from ..types import AppendResult, Event, ExpectedVersion, Item, Page, RecordedEvent
+    from ._common import EventFilter
 
-__all__ = ["HostNamespace", "HostStore", "HostTransaction", "HostTxNamespace"]
+__all__ = [
+    "HostEvents",
+    "HostNamespace",
+    "HostStore",
+    "HostTransaction",
+    "HostTxEvents",
+    "HostTxNamespace",
+]
 
 
 class HostNamespace(Protocol):
@@ -81,7 +95,7 @@ class HostTransaction(Protocol):
     appended: list[AppendResult]
 
     @property
-    def events(self) -> TxEvents: ...
+    def events(self) -> HostTxEvents: ...
 
     def namespace(self, name: str) -> HostTxNamespace: ...
 
@@ -101,7 +115,7 @@ class HostStore(Protocol):
     _clock: Callable[[], float]
 
     @property
-    def events(self) -> EventStore: ...
+    def events(self) -> HostEvents: ...
 
     def namespace(self, name: str, /) -> HostNamespace: ...
 
@@ -110,3 +124,49 @@ class HostStore(Protocol):
     def _backend_named(self, name: str, namespace: str) -> Backend: ...
 
     def transaction(self, *, idempotency_key: str | None = None) -> HostTransaction: ...
+
+
+class HostTxEvents(Protocol):
+    """``tx.events`` (:class:`.store.TxEvents`) as a repository uses it: an append
+    that commits with the transaction."""
+
+    def append(
+        self, stream: str, events: Sequence[Event], *, expected_version: ExpectedVersion = ...
+    ) -> None: ...
+
+
+class HostEvents(Protocol):
+    """The event store (:class:`.store.EventStore`) as its parts use it.
+
+    Subscriptions, projection runners, snapshots and repositories read the log and
+    the store through these members only.  ``clawstate.client``'s ``RemoteEvents``
+    imitates this surface over HTTP (its log and store only in the part these
+    classes call), which is how they run against a server."""
+
+    @property
+    def store(self) -> HostStore: ...
+
+    @property
+    def _log(self) -> EventLog: ...
+
+    @property
+    def _max_stream(self) -> int: ...
+
+    @property
+    def last_position(self) -> int: ...
+
+    def _clock(self) -> float: ...
+
+    def _decode(self, rows: list[EventRow]) -> list[RecordedEvent]: ...
+
+    def _read_rows(
+        self, after: int, limit: int, flt: EventFilter | None
+    ) -> tuple[list[RecordedEvent], int]: ...
+
+    def read(self, stream: str, from_version: int | None = None) -> list[RecordedEvent]:
+        """A stream's events from ``from_version`` (a repository replaying an
+        aggregate; the store's ``backwards`` and ``limit`` are not needed here)."""
+
+    def append(
+        self, stream: str, events: Sequence[Event], *, expected_version: ExpectedVersion = ...
+    ) -> AppendResult: ...

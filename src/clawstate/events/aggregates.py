@@ -17,14 +17,15 @@ classmethod that calls ``cls(id)`` and records the first event.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from .._retry import retry_on_conflict
 from ..errors import InvalidRequest
 from ..types import AppendResult, Event, RecordedEvent
+from ._host import HostEvents
 
 if TYPE_CHECKING:
-    from .store import EventStore
+    from .snapshots import Snapshots
 
 __all__ = ["Aggregate", "Repository", "applies", "retry_on_conflict"]
 
@@ -148,11 +149,19 @@ class Aggregate:
         self.__dict__.update(state)
 
 
+class _RepositoryEvents(HostEvents, Protocol):
+    """The event store as a repository uses it: :class:`~._host.HostEvents` and its
+    snapshots (named here, not in ``_host``, which must not import the parts)."""
+
+    @property
+    def snapshots(self) -> Snapshots: ...
+
+
 class Repository(Generic[A]):
     """Loads and saves aggregates of one class (``store.events.repository(Cart)``)."""
 
     def __init__(
-        self, events: EventStore, cls: type[A], *, snapshot_every: int | None = None
+        self, events: _RepositoryEvents, cls: type[A], *, snapshot_every: int | None = None
     ) -> None:
         if not (isinstance(cls, type) and issubclass(cls, Aggregate)):
             raise InvalidRequest("cls", f"must be an Aggregate subclass, got {cls!r}")

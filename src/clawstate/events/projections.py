@@ -51,11 +51,10 @@ from .._validate import check_int, check_key, shown
 from ..config import check_namespace_name
 from ..errors import ClawStateError, InvalidRequest, VersionConflict
 from ..types import RecordedEvent
-from .store import PROJECTIONS_NS, EventFilter
+from ._common import PROJECTIONS_NS, EventFilter
 
 if TYPE_CHECKING:
-    from ._host import HostNamespace, HostTransaction
-    from .store import EventStore
+    from ._host import HostEvents, HostNamespace, HostTransaction
 
 __all__ = [
     "DEAD_LETTERS_NS",
@@ -341,7 +340,7 @@ class ProjectionStatus(msgspec.Struct, frozen=True):
 
 
 def _status(
-    events: EventStore, name: str, doc: dict[str, Any], last: int, now: float
+    events: HostEvents, name: str, doc: dict[str, Any], last: int, now: float
 ) -> ProjectionStatus:
     position = int(doc.get("position", 0))
     lag_seconds = 0.0
@@ -373,7 +372,7 @@ def _status(
     )
 
 
-def projection_status(events: EventStore) -> list[ProjectionStatus]:
+def projection_status(events: HostEvents) -> list[ProjectionStatus]:
     """Every projection that has a checkpoint, by name."""
     ns = events.store._system_namespace(PROJECTIONS_NS)
     last = events.last_position
@@ -388,7 +387,7 @@ def projection_status(events: EventStore) -> list[ProjectionStatus]:
             return out
 
 
-def _delete_prefix(events: EventStore, namespace: str, prefix: str) -> int:
+def _delete_prefix(events: HostEvents, namespace: str, prefix: str) -> int:
     """Delete every item of ``namespace`` under ``prefix``, a page per transaction."""
     ns = events.store.namespace(namespace)
     removed = 0
@@ -404,7 +403,7 @@ def _delete_prefix(events: EventStore, namespace: str, prefix: str) -> int:
         removed += len(page.items)
 
 
-def reset_projection(events: EventStore, name: str, namespace: str | None = None) -> int:
+def reset_projection(events: HostEvents, name: str, namespace: str | None = None) -> int:
     """Forget a projection's checkpoint and empty its read model and its dead letters;
     returns the number of read-model items removed.  ``namespace`` defaults to the one
     its checkpoint names."""
@@ -426,7 +425,7 @@ def reset_projection(events: EventStore, name: str, namespace: str | None = None
     return removed
 
 
-def _stuck(events: EventStore, name: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+def _stuck(events: HostEvents, name: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """The checkpoint item of a projection stuck on an event, its doc and failure."""
     check_key(name, 256, field="name")
     item = events.store._system_namespace(PROJECTIONS_NS).get(name)
@@ -441,7 +440,7 @@ def _stuck(events: EventStore, name: str) -> tuple[Any, dict[str, Any], dict[str
     return item, doc, dict(failure)
 
 
-def retry_projection(events: EventStore, name: str) -> ProjectionStatus:
+def retry_projection(events: HostEvents, name: str) -> ProjectionStatus:
     """Let a stopped (or retrying) projection try its stuck event again, now: the stop is
     lifted and its attempts start over, so the policy applies afresh.  Every runner of
     the projection sees it (the state is in the checkpoint).  Raises
@@ -454,7 +453,7 @@ def retry_projection(events: EventStore, name: str) -> ProjectionStatus:
     return _status(events, name, doc, events.last_position, events._clock())
 
 
-def skip_projection(events: EventStore, name: str) -> dict[str, Any]:
+def skip_projection(events: HostEvents, name: str) -> dict[str, Any]:
     """Move a stuck projection past its failing event without applying it.
 
     The event and the error are recorded in the projection's dead-letter namespace
@@ -528,7 +527,7 @@ class ProjectionRunner:
     Thread-safe to :meth:`stop` from another thread; run one runner per thread.
     """
 
-    def __init__(self, events: EventStore, projections: list[Projection], *, batch: int = 500):
+    def __init__(self, events: HostEvents, projections: list[Projection], *, batch: int = 500):
         check_int(batch, "batch", 1)  # a SQL LIMIT: past 64 bits the driver overflows
         self._events = events
         self._store = events.store

@@ -17,11 +17,10 @@ import msgspec
 
 from .._validate import check_key
 from ..errors import InvalidRequest
-from .store import SNAPSHOTS_NS
+from ._common import SNAPSHOTS_NS
 
 if TYPE_CHECKING:
-    from ._host import HostNamespace, HostTransaction
-    from .store import EventStore
+    from ._host import HostEvents, HostNamespace, HostTransaction
 
 __all__ = ["Snapshot", "Snapshots"]
 
@@ -39,7 +38,7 @@ class Snapshot(msgspec.Struct, frozen=True):
 class Snapshots:
     """``store.events.snapshots``: save and load the latest snapshot per stream."""
 
-    def __init__(self, events: EventStore) -> None:
+    def __init__(self, events: HostEvents) -> None:
         self._events = events
         self._ns: HostNamespace = events.store._system_namespace(SNAPSHOTS_NS)
 

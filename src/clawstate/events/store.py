@@ -52,15 +52,20 @@ from ..config import DEFAULT_BACKEND
 from ..config._common import MAX_TTL_SECONDS
 from ..errors import InvalidRequest
 from ..types import ANY, AppendResult, Event, ExpectedVersion, RecordedEvent, new_event_id
+from ._common import PROJECTIONS_NS as PROJECTIONS_NS
+from ._common import SNAPSHOTS_NS as SNAPSHOTS_NS
+from ._common import SUBSCRIPTIONS_NS as SUBSCRIPTIONS_NS
+from ._common import SYSTEM_NAMESPACES, EventFilter
+from .aggregates import Repository
 from .backend import EventLog, EventRow, event_log
+from .projections import Projection, ProjectionRunner, ProjectionStatus, projection_status
+from .snapshots import Snapshots
+from .subscriptions import LEASE, Subscription, subscription_status
 from .upcasting import Upcasters
 
 if TYPE_CHECKING:
     from ._host import HostStore, HostTransaction
-    from .aggregates import Aggregate, Repository
-    from .projections import Projection, ProjectionRunner, ProjectionStatus
-    from .snapshots import Snapshots
-    from .subscriptions import Subscription
+    from .aggregates import Aggregate
 
 __all__ = [
     "DELETED",
@@ -78,12 +83,6 @@ __all__ = [
 DELETED = "$deleted"
 #: Longest event type, in characters.
 MAX_TYPE_LENGTH = 256
-#: Namespaces the event store keeps its state in (items, through the codec).
-SNAPSHOTS_NS = "_snapshots"
-PROJECTIONS_NS = "_projections"
-SUBSCRIPTIONS_NS = "_subscriptions"
-SYSTEM_NAMESPACES = frozenset({SNAPSHOTS_NS, PROJECTIONS_NS, SUBSCRIPTIONS_NS})
-
 #: The largest ``schema_version``: PostgreSQL keeps it in an ``integer`` column (32-bit),
 #: and every backend takes the same values.
 MAX_SCHEMA_VERSION = (1 << 31) - 1
@@ -104,19 +103,6 @@ class _Keep(enum.Enum):
 #: The default of ``set_stream_metadata``'s settings: an omitted setting keeps its value.
 KEEP = _Keep.KEEP
 _META_FIELDS = ("max_age", "max_count", "truncate_before")
-
-
-class EventFilter(msgspec.Struct, frozen=True):
-    """Which events a ``read_all`` or subscription wants: streams starting with
-    ``stream_prefix`` (``""``: all) and types in ``types`` (empty: all)."""
-
-    stream_prefix: str = ""
-    types: tuple[str, ...] = ()
-
-    def matches(self, event: RecordedEvent) -> bool:
-        return event.stream.startswith(self.stream_prefix) and (
-            not self.types or event.type in self.types
-        )
 
 
 class StreamMetadata(msgspec.Struct, frozen=True):
@@ -545,8 +531,6 @@ class EventStore:
         at least once, to one consumer at a time: it holds the name for ``lease``
         seconds (default :data:`~clawstate.events.subscriptions.LEASE`), renewed
         while it runs, so a crashed consumer's name frees up when its lease ends."""
-        from .subscriptions import LEASE, Subscription
-
         return Subscription(
             self,
             from_position,
@@ -564,37 +548,26 @@ class EventStore:
     def snapshots(self) -> Snapshots:
         """Latest snapshot per stream (see :class:`~clawstate.events.snapshots.Snapshots`)."""
         if self._snapshots is None:
-            from .snapshots import Snapshots
-
             self._snapshots = Snapshots(self)
         return self._snapshots
 
     def repository(self, cls: type[A], *, snapshot_every: int | None = None) -> Repository[A]:
         """Load and save ``cls`` aggregates (a :class:`~clawstate.events.Repository`)."""
-        from .aggregates import Repository
-
         return Repository(self, cls, snapshot_every=snapshot_every)
 
     def projection_runner(
         self, projections: Iterable[Projection], *, batch: int = 500
     ) -> ProjectionRunner:
         """A runner for ``projections`` (a :class:`~clawstate.events.ProjectionRunner`)."""
-        from .projections import ProjectionRunner
-
         return ProjectionRunner(self, list(projections), batch=batch)
 
     def projection_status(self) -> list[ProjectionStatus]:
         """Every projection that has a checkpoint, with its lag."""
-        from .projections import projection_status
-
         return projection_status(self)
 
     def stats(self) -> dict[str, Any]:
         """The log's positions and size, and every projection's and durable
         subscription's position and lag (events and seconds)."""
-        from .projections import projection_status
-        from .subscriptions import subscription_status
-
         out: dict[str, Any] = {"backend": self.backend_name, **self._log.event_stats()}
         out["projections"] = {s.name: msgspec.structs.asdict(s) for s in projection_status(self)}
         out["subscriptions"] = subscription_status(self)

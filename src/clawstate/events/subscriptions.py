@@ -54,11 +54,10 @@ from .._validate import (
 )
 from ..errors import InvalidRequest, VersionConflict
 from ..types import RecordedEvent
-from .store import SUBSCRIPTIONS_NS, EventFilter
+from ._common import SUBSCRIPTIONS_NS, EventFilter
 
 if TYPE_CHECKING:
-    from ._host import HostNamespace
-    from .store import EventStore
+    from ._host import HostEvents, HostNamespace
 
 __all__ = ["LEASE", "Subscription", "reset_subscription", "subscription_status"]
 
@@ -78,7 +77,7 @@ class Subscription(Iterator[RecordedEvent]):
 
     def __init__(
         self,
-        events: EventStore,
+        events: HostEvents,
         from_position: int | str = 0,
         *,
         filter: EventFilter | None = None,
@@ -372,7 +371,7 @@ class Subscription(Iterator[RecordedEvent]):
             pass
 
 
-def reset_subscription(events: EventStore, name: str, position: int) -> None:
+def reset_subscription(events: HostEvents, name: str, position: int) -> None:
     """Set the durable subscription ``name``'s checkpoint to ``position`` (the way on
     after :class:`~clawstate.errors.LogTrimmed`: rebuild what the consumer derives
     from the log, then resume from ``first_available - 1``).  Refused with
@@ -398,7 +397,7 @@ def reset_subscription(events: EventStore, name: str, position: int) -> None:
         ns.put(name, record, if_version=saved.version)
 
 
-def subscription_status(events: EventStore) -> dict[str, dict[str, Any]]:
+def subscription_status(events: HostEvents) -> dict[str, dict[str, Any]]:
     """Every durable subscription's saved position, how many events it is behind,
     and whether a consumer holds it now (``consumer_active``, ``lease_until``)."""
     ns = events.store._system_namespace(SUBSCRIPTIONS_NS)
