@@ -396,6 +396,75 @@ def test_query_uses_a_declared_expression_index(open_pg: Callable[..., clawstate
     )
 
 
+def test_explain_names_the_index_and_max_scan_refuses_only_unserved_queries(
+    open_pg: Callable[..., clawstate.Store],
+) -> None:
+    """``explain`` reports the expression index EXPLAIN shows; ``max_scan`` refuses a
+    query no valid index serves on a namespace holding more rows than the bound,
+    naming the count and the index to declare, and never refuses a served one."""
+    store = open_pg(namespaces={"orders": {"indexes": ["status"]}})
+    b = backend_of(store)
+    orders = store.namespace("orders")
+    for start in range(0, 3000, 500):
+        orders.put_many(
+            [
+                (f"o{i:05d}", {"status": "rare" if i == 7 else "open", "customer": {"id": i % 50}})
+                for i in range(start, start + 500)
+            ]
+        )
+    (status_index,) = b.ensure_index("orders", ["status"])
+    with _admin() as conn:
+        conn.execute(f'ANALYZE "{b.schema}".items')
+    rare = {"filter": {"EQ": {"status": "rare"}}}
+    page = orders.query(rare, explain=True)
+    assert [it.key for it in page.items] == ["o00007"]
+    assert page.plan is not None and page.plan.index == status_index, page.plan
+    assert page.plan.strategy == "index" and page.plan.detail
+    unserved = {"filter": {"EQ": {"customer.id": 3}}, "page": {"limit": 100}}
+    plan = orders.query(unserved, explain=True).plan
+    assert plan is not None and plan.index is None and plan.strategy == "sql"
+
+    def run(doc: dict[str, Any], max_scan: int) -> list[str]:
+        found = b.query("orders", parse_query(doc), orders._decode, time.time(), False, max_scan)
+        return [it.key for it in found.items]
+
+    with pytest.raises(InvalidRequest) as info:
+        run(unserved, 2999)
+    assert info.value.field == "query"
+    assert "3000" in str(info.value) and "'customer.id'" in str(info.value)
+    assert len(run(unserved, 3000)) == 60  # not more rows than the bound: answered
+    assert run(rare, 10) == ["o00007"]  # served: never refused, whatever the size
+    store.namespace("small").put_many([(f"s{i}", {"customer": {"id": 3}}) for i in range(5)])
+    small = b.query(
+        "small", parse_query(unserved), store.namespace("small")._decode, time.time(), max_scan=10
+    )
+    assert len(small.items) == 5
+    # Declaring the index (a backfill over the 3000 rows, reported) makes it served.
+    # A writer's open transaction holds the concurrent build in its first wait for a
+    # second: the progress view is polled meanwhile, and reports short of the total.
+    heard: list[tuple[int, int]] = []
+    writer = _admin()
+    writer.execute("BEGIN")
+    writer.execute(f'LOCK TABLE "{b.schema}".items IN ROW EXCLUSIVE MODE')
+    release = threading.Timer(1.5, writer.execute, ("COMMIT",))
+    release.start()
+    try:
+        b.ensure_index(
+            "orders", ["customer.id"], progress=lambda done, total: heard.append((done, total))
+        )
+    finally:
+        release.join()
+        writer.close()
+    assert heard[0] == (0, 3000) and heard[-1] == (3000, 3000), heard
+    assert len(heard) > 2 and all(0 < done < 3000 for done, _ in heard[1:-1]), heard
+    assert [done for done, _ in heard] == sorted({done for done, _ in heard}), heard
+    assert len(run(unserved, 10)) == 60
+    # An OR with one unserved branch still reads everything: refused.
+    mixed = {"filter": {"OR": [{"EQ": {"status": "rare"}}, {"EQ": {"total": 1}}]}}
+    with pytest.raises(InvalidRequest, match="3000"):
+        run(mixed, 10)
+
+
 def test_encrypted_namespace_query_can_be_refused(
     open_pg: Callable[..., clawstate.Store], tmp_path: Path
 ) -> None:

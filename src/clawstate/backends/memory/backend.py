@@ -5,21 +5,46 @@ obviously right — the conformance suite and the Hypothesis model test run on i
 first, so when SQLite (or later PostgreSQL, Redis) disagree, the reference says
 which is wrong — and to give tests and ephemeral stores a zero-I/O option
 (``clawstate.open("memory://")``).
+
+Declared indexes (issue 12) are dicts, so the memory backend plans queries as the
+others do: per ``(namespace, path)`` an :class:`_Index` maps each type-tagged scalar
+found at the path (:mod:`.._docindex`) to the set of keys holding it, plus the keys
+whose value is encrypted (opaque: always candidates).  They are maintained in
+:meth:`MemoryBackend._commit`, under the lock, for every write, rewrap and sweep
+purge; ``ensure_index`` builds one over the existing items at once (under the lock:
+one process, nothing to resume).  A query that :func:`~clawstate.query.serving_path`
+says an index serves reads only the candidate keys — ``EQ``/``IN`` one dict lookup per
+operand, a range one pass over the path's *distinct* values — in key order, and
+decodes and filters them like any other row (the index only narrows).
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
+import operator
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ...errors import ClawStateError
+from ...errors import ClawStateError, InvalidRequest
 from ...types import Change, QueryPlan
 from .._apply import Row, apply_unit
+from .._docindex import (
+    OPAQUE,
+    TAG_NUMBER,
+    TAG_STRING,
+    Token,
+    document_of,
+    getter,
+    index_name,
+    parse_index_path,
+    scalar_at,
+    token_of_operand,
+)
 from .._keyorder import prefix_upper_bound
 from ..base import (
+    NO_DOCUMENT,
     OP_NAMES,
     OP_PUT,
     BackendOptions,
@@ -36,7 +61,7 @@ from .events import EventStage, MemoryEventLog, MemoryEventRows, MemoryEvents
 
 if TYPE_CHECKING:
     from ...config import ParsedUrl
-    from ...query import Query
+    from ...query import Filter, Query
 
 __all__ = ["MemoryBackend"]
 
@@ -51,6 +76,23 @@ class _Namespace:
     def __init__(self) -> None:
         self.items: dict[str, StoredItem] = {}
         self.keys: list[str] = []
+
+
+class _Index:
+    """One declared index: scalar token -> keys, and the keys of opaque values."""
+
+    __slots__ = ("get", "name", "opaque", "path", "values")
+
+    def __init__(self, namespace: str, path: tuple[str, ...]) -> None:
+        self.path = path
+        self.name = index_name(namespace, path)
+        self.get = getter(path)
+        self.values: dict[Token, set[str]] = {}
+        self.opaque: set[str] = set()
+
+
+#: What one item contributed to its namespace's indexes: (index, token or None = opaque).
+_Record = list[tuple[_Index, "Token | None"]]
 
 
 def _utf8_key(key: str) -> bytes:
@@ -168,7 +210,9 @@ class MemoryBackend(MemoryEventLog):
     """Reference backend: everything in dicts, guarded by one lock."""
 
     name = "memory"
-    capabilities = Capabilities(durable=False, multi_process=False, native_query=False, events=True)
+    capabilities = Capabilities(
+        durable=False, multi_process=False, native_query=False, events=True, documents=True
+    )
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -183,6 +227,10 @@ class MemoryBackend(MemoryEventLog):
         self._events = MemoryEvents()
         #: key ids sealing values here (Store refuses to open without them)
         self._key_ids: set[str] = set()
+        #: declared indexes: namespace -> path -> index (module docstring)
+        self._indexes: dict[str, dict[tuple[str, ...], _Index]] = {}
+        #: (namespace, key) -> the entries its stored value contributed
+        self._records: dict[tuple[str, str], _Record] = {}
 
     @classmethod
     def from_url(cls, url: ParsedUrl, options: BackendOptions) -> MemoryBackend:
@@ -193,8 +241,57 @@ class MemoryBackend(MemoryEventLog):
     def ensure_index(
         self, namespace: str, fields: Sequence[str], progress: Progress | None = None
     ) -> list[str]:
-        """No indexes: queries evaluate every item in Python (the reference)."""
-        return []
+        """Declare an index on each of ``fields`` (dotted paths) of ``namespace`` and
+        build it over the stored items at once, under the lock (writes wait: one
+        process, so there is no kill to resume from); return the index names."""
+        paths = [parse_index_path(f) for f in _field_list(fields)]
+        with self._lock:
+            self._check_open()
+            declared = self._indexes.setdefault(namespace, {})
+            for path in paths:
+                if path in declared:
+                    continue
+                index = declared[path] = _Index(namespace, path)
+                ns = self._data.get(namespace)
+                items = [] if ns is None else [ns.items[k] for k in ns.keys]
+                for done, item in enumerate(items, 1):
+                    self._add_entry(index, item, NO_DOCUMENT)
+                    if progress is not None and (done % 1000 == 0 or done == len(items)):
+                        progress(done, len(items))
+            return [declared[p].name for p in paths]
+
+    def _add_entry(self, index: _Index, item: StoredItem, doc: Any) -> None:
+        document = document_of(item.value, doc)
+        token: Token | None
+        if document is OPAQUE:
+            index.opaque.add(item.key)
+            token = None
+        else:
+            token = scalar_at(index.get, document)
+            if token is None:
+                return
+            index.values.setdefault(token, set()).add(item.key)
+        self._records.setdefault((item.namespace, item.key), []).append((index, token))
+
+    def _unindex(self, namespace: str, key: str) -> None:
+        for index, token in self._records.pop((namespace, key), ()):
+            if token is None:
+                index.opaque.discard(key)
+            else:
+                keys = index.values.get(token)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del index.values[token]
+
+    def _reindex(self, namespace: str, key: str, item: StoredItem | None, doc: Any) -> None:
+        indexes = self._indexes.get(namespace)
+        if not indexes:
+            return
+        self._unindex(namespace, key)
+        if item is not None:
+            for index in indexes.values():
+                self._add_entry(index, item, doc)
 
     # -- writes ----------------------------------------------------------------------
 
@@ -203,15 +300,25 @@ class MemoryBackend(MemoryEventLog):
             self._check_open()
             overlay = _Overlay(self)
             outcomes = apply_unit(overlay, unit)
-            self._commit(overlay)
+            docs: dict[tuple[str, str, bytes], Any] = {}
+            if self._indexes:
+                for w in unit.writes:
+                    if w.op == OP_PUT and w.value is not None and w.namespace in self._indexes:
+                        docs[(w.namespace, w.key, w.value)] = w.doc
+            self._commit(overlay, docs)
             return outcomes
 
     def _check_open(self) -> None:
         if self._closed:
             raise ClawStateError("the store is closed")
 
-    def _commit(self, overlay: _Overlay) -> None:
+    def _commit(self, overlay: _Overlay, docs: dict[tuple[str, str, bytes], Any]) -> None:
+        """Apply a unit that succeeded; ``docs`` holds the documents its puts carried,
+        by ``(namespace, key, value)`` (a rewrap's new bytes are decoded instead)."""
         for (namespace, key), item in overlay.staged.items():
+            if namespace in self._indexes:
+                doc = NO_DOCUMENT if item is None else docs.get((namespace, key, item.value))
+                self._reindex(namespace, key, item, NO_DOCUMENT if doc is None else doc)
             ns = self._data.get(namespace)
             if ns is None:
                 ns = self._data[namespace] = _Namespace()
@@ -300,11 +407,36 @@ class MemoryBackend(MemoryEventLog):
         explain: bool = False,
         max_scan: int | None = None,
     ) -> QueryResult:
-        from ...query import run_query
+        from ...query import resume_key, run_query, serving_path
 
-        rows = ((it.key, decode(it), it) for it in self._snapshot(namespace, now))
-        run = run_query(query, rows, key_ordered=True, max_read=max_scan)
-        plan = QueryPlan("memory", "scan", run.rows_read, run.early_exit)
+        with self._lock:
+            indexes = self._indexes.get(namespace, {})
+            path = serving_path(query.filter, indexes)
+            if path is not None and query.filter is not None:
+                keys = _candidates(query.filter, indexes)
+                ns = self._data.get(namespace)
+                after = resume_key(query)
+                ordered = sorted(keys, key=_utf8_key)
+                if after is not None:
+                    start = _utf8_key(after)
+                    ordered = [k for k in ordered if _utf8_key(k) > start]
+                held = [] if ns is None else [ns.items.get(k) for k in ordered]
+                items = [it for it in held if self._live(it, now) is not None]
+        if path is None:
+            rows = ((it.key, decode(it), it) for it in self._snapshot(namespace, now))
+            run = run_query(query, rows, key_ordered=True, max_read=max_scan)
+            plan = QueryPlan("memory", "scan", run.rows_read, run.early_exit)
+            return QueryResult(run.items, run.token, plan)
+        served = ((it.key, decode(it), it) for it in items if it is not None)
+        run = run_query(query, served, key_ordered=True)
+        plan = QueryPlan(
+            "memory",
+            "index",
+            run.rows_read,
+            run.early_exit,
+            indexes[path].name,
+            [f"candidates {len(ordered)} of index {indexes[path].name}"] if explain else [],
+        )
         return QueryResult(run.items, run.token, plan)
 
     def count(self, namespace: str, now: float) -> int:
@@ -345,6 +477,7 @@ class MemoryBackend(MemoryEventLog):
                 for key in [k for k, it in ns.items.items() if self._live(it, now) is None]:
                     item = ns.items.pop(key)
                     ns.keys.remove(key)
+                    self._reindex(namespace, key, None, NO_DOCUMENT)
                     if item.version > self._floors.get(namespace, 0):
                         self._floors[namespace] = item.version
                     self._seq += 1
@@ -465,3 +598,49 @@ class MemoryBackend(MemoryEventLog):
         with self._lock:
             self._closed = True
             self._cond.notify_all()
+
+
+def _field_list(fields: Sequence[str]) -> list[str]:
+    if isinstance(fields, str):
+        raise InvalidRequest("indexes", "must be a list of dotted paths, not one string")
+    return list(fields)
+
+
+def _candidates(flt: Filter, indexes: dict[tuple[str, ...], _Index]) -> set[str]:
+    """Keys that may match ``flt`` (a superset), which ``serving_path`` says the
+    indexes serve: a leaf's lookup plus the index's opaque keys; ``AND`` the first
+    served operand's, ``OR`` the union of every operand's."""
+    from ...query import And, Compare, Eq, In, serving_path
+
+    if isinstance(flt, And):
+        for operand in flt.clauses:
+            if serving_path(operand, indexes) is not None:
+                return _candidates(operand, indexes)
+        raise AssertionError("AND served by no operand")
+    if isinstance(flt, (Eq, In, Compare)):
+        index = indexes[flt.path]
+        out = set(index.opaque)
+        if isinstance(flt, Compare):
+            tag = TAG_STRING if flt.operand.kind == "string" else TAG_NUMBER
+            cmp = _CMP[flt.op]
+            want = flt.operand.value
+            for (t, value), keys in index.values.items():
+                if t == tag and cmp(value, want):
+                    out |= keys
+            return out
+        operands = (flt.operand,) if isinstance(flt, Eq) else flt.operands
+        for s in operands:
+            out |= index.values.get(token_of_operand(s.kind, s.value), set())
+        return out
+    out = set()
+    for operand in flt.clauses:
+        out |= _candidates(operand, indexes)
+    return out
+
+
+_CMP: dict[str, Callable[[Any, Any], bool]] = {
+    "GT": operator.gt,
+    "GTE": operator.ge,
+    "LT": operator.lt,
+    "LTE": operator.le,
+}

@@ -34,6 +34,7 @@ from ..base import (
     StoredItem,
     SweepResult,
 )
+from . import stats as _counters
 from ._core import configure, fetch_all, lock_key, lost, translate
 from .events import PostgresEventLog
 from .query import PostgresQueries
@@ -120,6 +121,8 @@ class PostgresBackend(PostgresWrites, PostgresQueries, PostgresEventLog):
         self._s = quoted
         self._ns_ids: dict[str, int] = {}
         self._ns_names: dict[int, str] = {}
+        # per namespace id, the paths whose expression index is built and valid
+        self._indexed: dict[int, frozenset[tuple[str, ...]]] = {}
         self._closed = False
         # watch: the newest seq known committed (local commits and notifications)
         self._cond = threading.Condition()
@@ -410,16 +413,9 @@ class PostgresBackend(PostgresWrites, PostgresQueries, PostgresEventLog):
         s = self._s
 
         def run(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-            per_ns: dict[str, dict[str, int]] = {}
-            for name, count, size in conn.execute(
-                f"SELECT n.name, COUNT(i.key), COALESCE(SUM(octet_length(i.value)), 0) "
-                f"FROM {s}.namespaces n LEFT JOIN {s}.items i ON i.ns = n.id "
-                "GROUP BY n.id, n.name ORDER BY n.name"
-            ):
-                per_ns[name] = {"items": int(count), "bytes": int(size)}
-            first, last, total = conn.execute(
-                f"SELECT MIN(seq), MAX(seq), COUNT(*) FROM {s}.changes"
-            ).fetchone() or (None, None, 0)
+            # Counters and log bounds, never a pass over the rows (see stats.py).
+            per_ns = _counters.namespace_counts(conn, s)
+            first, last, total = _counters.changelog_bounds(conn, s)
             version, sync, fsync = conn.execute(
                 "SELECT current_setting('server_version'), "
                 "current_setting('synchronous_commit'), current_setting('fsync')"
@@ -432,7 +428,7 @@ class PostgresBackend(PostgresWrites, PostgresQueries, PostgresEventLog):
             ).fetchone()
             return {
                 "namespaces": per_ns,
-                "changelog": {"first_seq": first or 0, "last_seq": last or 0, "rows": total},
+                "changelog": {"first_seq": first, "last_seq": last, "rows": total},
                 "server_version": version,
                 "synchronous_commit": sync,
                 "fsync": fsync,
@@ -568,6 +564,7 @@ class PostgresBackend(PostgresWrites, PostgresQueries, PostgresEventLog):
                     f"{ahead} items carry a seq beyond the change log's last ({maxseq})"
                 )
             problems += self._check_log(conn)
+            problems += _counters.check_counters(conn, s, self.schema)
             flags = one(
                 f"SELECT count(*) FROM {s}.items WHERE (doc IS NOT NULL AND opaque <> 0) "
                 "OR opaque NOT IN (0, 1, 2)"

@@ -20,7 +20,8 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -29,6 +30,8 @@ from psycopg import sql
 
 from ...errors import InvalidRequest
 from ...query import MAX_PATH_SEGMENTS, And, Compare, Eq, Filter, In, Or, run_query
+from ...query.indexable import serving_path
+from ...query.run import scan_refused
 from ...types import QueryPlan
 from ..base import Decoder, Progress, QueryResult
 from ._core import PostgresCore
@@ -210,8 +213,63 @@ def _text_array_literal(segments: Sequence[str]) -> str:
     return "{" + inner + "}"
 
 
+#: How often a watched index build polls its progress (seconds).
+_PROGRESS_POLL: Final = 0.25
+#: The phases of ``CREATE INDEX CONCURRENTLY`` in the order PostgreSQL runs them
+#: (``pg_stat_progress_create_index.phase``), each with its rough share of the build's
+#: time: the two passes over the table dominate, the waits are short unless a long
+#: transaction holds them up.  A build's fraction is the shares of the phases before
+#: its current one plus how far that phase's blocks or tuples got.
+_BUILD_PHASES: Final = (
+    ("initializing", 0.01),
+    ("waiting for writers before build", 0.02),
+    ("building index: scanning table", 0.45),
+    ("building index: sorting live tuples", 0.05),
+    ("building index: loading tuples in tree", 0.1),
+    ("waiting for writers before validation", 0.02),
+    ("index validation: scanning index", 0.1),
+    ("index validation: sorting tuples", 0.05),
+    ("index validation: scanning table", 0.18),
+    ("waiting for old snapshots", 0.01),
+    ("waiting for readers before marking dead", 0.01),
+    ("waiting for readers before dropping", 0.0),
+)
+_PHASE_START: Final = {
+    name: sum(share for _, share in _BUILD_PHASES[:i]) for i, (name, _) in enumerate(_BUILD_PHASES)
+}
+_PHASE_SHARE: Final = dict(_BUILD_PHASES)
+
+
+def _build_fraction(conn: psycopg.Connection[Any], pid: int) -> float | None:
+    """How far the index build of backend ``pid`` got, in [0, 1]; None when the
+    progress view shows nothing for it (not started, done, or unreadable)."""
+    try:
+        row = conn.execute(
+            "SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total "
+            "FROM pg_stat_progress_create_index WHERE pid = %s",
+            (pid,),
+        ).fetchone()
+    except psycopg.Error:
+        return None
+    if row is None or row[0] not in _PHASE_START:
+        return None
+    phase, blocks_done, blocks_total, tuples_done, tuples_total = row
+    within = 0.0
+    if blocks_total:
+        within = min(1.0, int(blocks_done) / int(blocks_total))
+    elif tuples_total:
+        within = min(1.0, int(tuples_done) / int(tuples_total))
+    return min(1.0, _PHASE_START[phase] + within * _PHASE_SHARE[phase])
+
+
 class PostgresQueries(PostgresCore):
     """Queries and indexes of :class:`~.backend.PostgresBackend`."""
+
+    #: Per namespace id, the paths whose expression index this process has seen built
+    #: and valid (:meth:`ensure_index` records them; the facade ensures a namespace's
+    #: declared indexes when it opens it).  ``query(max_scan=...)`` trusts only these:
+    #: an index still being built elsewhere does not count until it is valid.
+    _indexed: dict[int, frozenset[tuple[str, ...]]]
 
     def compile_query(self, nid: int, query: Query, now: float) -> tuple[str, dict[str, Any]]:
         """The SQL (and its parameters) selecting the next ``limit + 1`` rows of the
@@ -269,6 +327,12 @@ class PostgresQueries(PostgresCore):
             # run_query over no rows validates the token (InvalidRequest for a bad one).
             run_query(query, [])
             return QueryResult([], None, QueryPlan("postgres", "sql", 0))
+        if query.token is not None:
+            # Refuse a malformed token (InvalidRequest, query.page.token) before the
+            # compiler decodes it: run_query over no rows validates it and nothing else.
+            run_query(query, [])
+        if max_scan is not None:
+            self._refuse_scan(nid, query, max_scan)
         text, params = self.compile_query(nid, query, now)
         opaque_sql = (
             f"SELECT {_ITEM_COLS}, opaque FROM {self._s}.items "
@@ -306,6 +370,33 @@ class PostgresQueries(PostgresCore):
         )
         return QueryResult(page.items, page.token, plan)
 
+    def _refuse_scan(self, nid: int, query: Query, max_scan: int) -> None:
+        """Raise :func:`scan_refused` for a query no valid index serves on a namespace
+        holding more than ``max_scan`` rows.
+
+        Decided before the SQL runs (a statement cannot be stopped after N rows the
+        way the Python evaluator stops reading), from the namespace's row counter
+        (``ns_stats``: one primary-key read, never a count).  The counter includes
+        expired rows not yet swept: the scan reads those too.  A query an index
+        serves is never refused, whatever the namespace's size."""
+        if serving_path(query.filter, self._indexed.get(nid, frozenset())) is not None:
+            return
+        stored = self._stored_rows(nid)
+        if stored > max_scan:
+            raise scan_refused(query, stored, max_scan)
+
+    def _stored_rows(self, nid: int) -> int:
+        """The namespace's stored rows (expired ones not yet swept included), from the
+        counter the triggers keep (see stats.py)."""
+        query = f"SELECT items FROM {self._s}.ns_stats WHERE ns = %s"
+
+        def run(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute(query, (nid,)).fetchone()
+            return 0 if row is None else int(row[0])
+
+        found: int = self._read("query", run)
+        return found
+
     def _explain(self, text: str, params: dict[str, Any]) -> list[str]:
         """PostgreSQL's plan for the page's SQL, one line per plan node (``EXPLAIN``,
         not ``ANALYZE``: the query is not run twice)."""
@@ -319,26 +410,55 @@ class PostgresQueries(PostgresCore):
 
     # -- indexes ---------------------------------------------------------------------------
 
-    # -- indexes ---------------------------------------------------------------------------
-
     def ensure_index(
         self, namespace: str, fields: Sequence[str], progress: Progress | None = None
     ) -> list[str]:
         """Create (if absent) the expression indexes serving query filters on each of
         ``fields`` (dotted paths: ``"customer.id"``) in ``namespace``; return their
-        names, in order.  The facade calls it from the namespace policy."""
+        names, in order.  The facade calls it from the namespace policy.
+
+        ``progress(done, total)`` hears the rows indexed: ``total`` is the namespace's
+        stored rows times the number of indexes (from the row counter, not a count),
+        reported as 0 before the first build, while each build runs (polled from
+        ``pg_stat_progress_create_index``, on this thread) and as each index
+        completes; ``done == total`` only once every index is valid.  Each path is
+        recorded as served (for ``query(max_scan=...)``) only once its index is valid:
+        a build killed midway leaves an invalid index, which the next call drops and
+        rebuilds."""
         if isinstance(fields, str):
             raise InvalidRequest("indexes", "must be a list of dotted paths, not one string")
-        return [self.index_path(namespace, tuple(f.split("."))) for f in fields]
+        paths = [tuple(f.split(".")) for f in fields]
+        for path in paths:
+            self._check_index_path(path)
+        nid = self._create_namespace(namespace) if paths else 0
+        rows = self._stored_rows(nid) if paths and progress is not None else 0
+        total = rows * len(paths)
+        if progress is not None:
+            progress(0, total)
+        names: list[str] = []
+        reported = 0
+        for done, path in enumerate(paths, start=1):
+            watch: Callable[[float], None] | None = None
+            if progress is not None and rows:
+                base = rows * (done - 1)
 
-    def index_path(self, namespace: str, segments: tuple[str, ...]) -> str:
-        """Create (if absent) the expression index for the path ``segments`` (as
-        ``("customer", "id")``); return its name.
+                def watch(fraction: float, base: int = base) -> None:
+                    nonlocal reported
+                    # Monotone, and short of the index's last row until it is valid.
+                    at = base + min(rows - 1, max(0, int(fraction * rows)))
+                    if at > reported:
+                        reported = at
+                        progress(at, total)
 
-        A partial index ``ON items ((doc #> '{customer,id}')) WHERE ns = <id>``, built
-        ``CONCURRENTLY`` (writers are not blocked) under the schema's DDL lock so that
-        concurrent openers do not race.  EQ, IN and number ranges on that path use it.
-        """
+            names.append(self.index_path(namespace, path, watch))
+            self._indexed[nid] = self._indexed.get(nid, frozenset()) | {path}
+            if progress is not None:
+                reported = rows * done
+                progress(reported, total)
+        return names
+
+    @staticmethod
+    def _check_index_path(segments: tuple[str, ...]) -> None:
         if not segments or any(not s or "\x00" in s for s in segments):
             raise InvalidRequest("indexes", f"not an indexable path: {'.'.join(segments)!r}")
         if len(segments) > MAX_PATH_SEGMENTS:
@@ -347,6 +467,22 @@ class PostgresQueries(PostgresCore):
                 f"path has more than {MAX_PATH_SEGMENTS} segments",
                 limit=MAX_PATH_SEGMENTS,
             )
+
+    def index_path(
+        self,
+        namespace: str,
+        segments: tuple[str, ...],
+        watch: Callable[[float], None] | None = None,
+    ) -> str:
+        """Create (if absent) the expression index for the path ``segments`` (as
+        ``("customer", "id")``); return its name.
+
+        A partial index ``ON items ((doc #> '{customer,id}')) WHERE ns = <id>``, built
+        ``CONCURRENTLY`` (writers are not blocked) under the schema's DDL lock so that
+        concurrent openers do not race.  EQ, IN and number ranges on that path use it.
+        ``watch(fraction)`` hears how far a build got (see :meth:`_build_watched`).
+        """
+        self._check_index_path(segments)
         nid = self._create_namespace(namespace)
         digest = hashlib.blake2b("\x1f".join(segments).encode(), digest_size=8).hexdigest()
         name = f"items_q{nid}_{digest}"
@@ -373,8 +509,57 @@ class PostgresQueries(PostgresCore):
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (self._ddl_key,))
 
-        self._read("ensure_index", run)
+        if watch is None:
+            self._read("ensure_index", run)
+        else:
+            self._build_watched(run, watch)
         return name
+
+    def _build_watched(
+        self, run: Callable[[psycopg.Connection[Any]], None], watch: Callable[[float], None]
+    ) -> None:
+        """Run the build ``run`` on a worker thread and, on this thread, tell ``watch``
+        the fraction done as ``pg_stat_progress_create_index`` reports it for the
+        building backend (polled from a connection of its own, outside the pool, so a
+        small pool cannot stall the build).  ``watch`` is called on the caller's
+        thread only; a progress view that cannot be read just means fewer reports."""
+        pids: list[int] = []
+        failed: list[BaseException] = []
+
+        def build(conn: psycopg.Connection[Any]) -> None:
+            pids.append(conn.info.backend_pid)
+            run(conn)
+
+        def worker() -> None:
+            try:
+                self._read("ensure_index", build)
+            except BaseException as exc:  # re-raised on the caller's thread
+                failed.append(exc)
+
+        thread = threading.Thread(target=worker, name="clawstate-index-build", daemon=True)
+        thread.start()
+        poller: psycopg.Connection[Any] | None = None
+        try:
+            while True:
+                thread.join(_PROGRESS_POLL)
+                if not thread.is_alive():
+                    break
+                if not pids:
+                    continue
+                if poller is None:
+                    try:
+                        poller = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=3)
+                    except psycopg.Error:
+                        thread.join()
+                        break
+                fraction = _build_fraction(poller, pids[-1])
+                if fraction is not None:
+                    watch(fraction)
+        finally:
+            if poller is not None:
+                poller.close()
+        if failed:
+            raise failed[0]
 
     def _create_namespace(self, name: str) -> int:
         nid = self._ns_id(name)

@@ -16,6 +16,7 @@ import psycopg
 from ...errors import ConfigError
 from ..base import OP_EXPIRE, OP_PUT
 from . import events as _events
+from . import stats as _stats
 
 __all__ = ["DEFAULT_SCHEMA", "SCHEMA_VERSION", "migrate", "statements", "store_exists"]
 
@@ -86,6 +87,8 @@ _MIGRATIONS: Final[list[list[str]]] = [
         "SELECT ns, MAX(version) FROM {s}.changes WHERE op IN (1, 2) GROUP BY ns "
         "ON CONFLICT (ns) DO UPDATE SET floor = GREATEST(f.floor, excluded.floor)",
     ],
+    # Per-namespace item and byte counters kept by triggers (stats() flat in N).
+    _stats.MIGRATION,
 ]
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 

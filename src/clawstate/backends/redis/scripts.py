@@ -12,11 +12,21 @@ __all__ = ["SCRIPTS", "Script"]
 #
 # Write-unit wire format (ARGV): [1] prefix, [2] number of units, then per unit
 #   now, idempotency key ('' none), fingerprint, idempotency expires_at,
-#   native TTL of the idempotency record (ms), number of writes,
-# and per write 10 fields:
+#   native TTL of the idempotency record (ms), number of writes, number of ARGV
+#   entries its writes take,
+# and per write 12 fields:
 #   op ('0' put, '1' delete, '3' rewrap), ns, key, value, expires_at ('' none),
 #   if_version ('' none), if_absent ('1'/''), log_value ('1'/''), seq ('' none),
-#   keep_ttl ('1'/'').
+#   keep_ttl ('1'/''), index generation the entries were computed for ('' for a
+#   delete: not checked), and the entries ('' none): what the new value contributes
+#   to its namespace's declared indexes, a msgpack array of (sorted-set key, score,
+#   member) triples, strings only (which Lua's cmsgpack reads; built by Python).
+# Index maintenance: an item's hash keeps its entries in field ``q``, so an
+# overwrite, delete, rewrap or sweep removes exactly those in the same script, and an
+# overwrite whose entries are unchanged touches no index.  A put or
+# rewrap whose generation is not the namespace's current one (``P qgen``; an index was
+# declared since the writer looked) fails its unit with {'g', ns}: the writer reloads
+# the declarations and resends it.
 # Versions never repeat across a key's incarnations (no ABA, see _apply): a put over
 # an expired row goes on at its version + 1, a removal raises ``P floors`` (a hash:
 # namespace -> the highest version a removed key had), and a new key starts at its
@@ -37,12 +47,40 @@ local logkey, nskey, byteskey = P .. 'log', P .. 'namespaces', P .. 'bytes'
 local floorkey = P .. 'floors'
 local replies = {}
 local a = 3
+local gens = {}
+
+-- index maintenance (see the wire format): remove the entries record ``q`` lists,
+-- add entries ARGV[e .. e + 3 * ne - 1], keep the new record on ``ik``
+local function unindex(q)
+  if not q then return end
+  local rec = cmsgpack.unpack(q)
+  for j = 1, #rec, 3 do call('ZREM', rec[j], rec[j + 2]) end
+end
+-- old: the entries before (''/false: none); rq: the new ones ('' none), which the
+-- caller stores in ``q``.  Unchanged entries (an overwrite that left the indexed
+-- fields alone) cost nothing.
+local function reindex(ik, old, rq)
+  old = old or ''
+  if old == rq then return end
+  if old ~= '' then unindex(old) end
+  if rq ~= '' then
+    local t = cmsgpack.unpack(rq)
+    for j = 1, #t, 3 do call('ZADD', t[j], t[j + 1], t[j + 2]) end
+  elseif old ~= '' then
+    call('HDEL', ik, 'q')
+  end
+end
+-- the record of a row: as loaded, or (a row this unit wrote before) as stored now
+local function record(row, ik)
+  if row.overlay then return call('HGET', ik, 'q') end
+  return row.q
+end
 
 local function load(ik)
-  local h = call('HMGET', ik, 'ver', 'seq', 'c', 'x', 'n')
+  local h = call('HMGET', ik, 'ver', 'seq', 'c', 'x', 'n', 'q')
   if not h[1] then return {ex = false, x = '', len = 0} end
   return {ex = true, ver = tonumber(h[1]), seq = tonumber(h[2]), c = h[3], x = h[4] or '',
-          len = tonumber(h[5]) or 0}
+          len = tonumber(h[5]) or 0, q = h[6]}
 end
 
 local function last_seq()
@@ -54,8 +92,8 @@ end
 for u = 1, nunits do
   local now_s, idem, fp, iexp, ittl = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   local n = tonumber(ARGV[a + 5])
-  local first = a + 6
-  a = first + 10 * n
+  local first = a + 7
+  a = first + tonumber(ARGV[a + 6])
   local now = tonumber(now_s)
   local reply = nil
   local dk = nil
@@ -82,9 +120,19 @@ for u = 1, nunits do
       end
       return f
     end
+    local nb = first
     for i = 0, n - 1 do
-      local b = first + 10 * i
+      local b = nb
+      nb = b + 12
       local op, ns, key, ifv = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 5]
+      if op ~= '1' then
+        local g = gens[ns]
+        if g == nil then
+          g = call('HGET', P .. 'qgen', ns) or '0'
+          gens[ns] = g
+        end
+        if ARGV[b + 10] ~= g then reply = {'g', ns}; break end
+      end
       local ik = P .. 'i:' .. ns .. '/' .. key
       local row = rows[ik]
       if row == nil then row = load(ik) end
@@ -105,8 +153,9 @@ for u = 1, nunits do
           ver = floor_of(ns) + 1
         end
         logged = logged + 1
-        plan[#plan + 1] = {0, ik, ns, key, row, val, x, ver, c, ARGV[b + 7]}
-        rows[ik] = {ex = true, ver = ver, pending = logged, c = c, x = x, len = #val}
+        plan[#plan + 1] = {0, ik, ns, key, row, val, x, ver, c, ARGV[b + 7], ARGV[b + 11]}
+        rows[ik] = {ex = true, ver = ver, pending = logged, c = c, x = x, len = #val,
+                    overlay = true}
       elseif op == '1' then
         if ifv ~= '' and (not live or row.ver ~= tonumber(ifv)) then
           reply = {'c', i, 'v', live and row.ver or ''}; break
@@ -114,7 +163,7 @@ for u = 1, nunits do
         if live then
           logged = logged + 1
           plan[#plan + 1] = {1, ik, ns, key, row}
-          rows[ik] = {ex = false, x = '', len = 0}
+          rows[ik] = {ex = false, x = '', len = 0, overlay = true}
           if row.ver > floor_of(ns) then floors[ns] = row.ver end
         else
           plan[#plan + 1] = {2, ik, ns, key}
@@ -133,11 +182,11 @@ for u = 1, nunits do
         local val = ARGV[b + 3]
         if applied then
           rows[ik] = {ex = true, ver = row.ver, seq = row.seq, pending = row.pending, c = row.c,
-                      x = row.x, len = #val}
+                      x = row.x, len = #val, overlay = true}
         end
         if ifv == '' then ifv = '0' end
         if wseq == '' then wseq = '0' end
-        plan[#plan + 1] = {3, ik, ns, key, row, val, applied, ifv, wseq}
+        plan[#plan + 1] = {3, ik, ns, key, row, val, applied, ifv, wseq, ARGV[b + 11]}
       end
     end
     if not reply then
@@ -158,11 +207,16 @@ for u = 1, nunits do
                       'ts', now_s)
           end
           local s = string.sub(id, 3)
+          local rq, old = p[11], nil
+          if row.q or row.overlay then old = record(row, ik) end
+          local h = {'HSET', ik, 'v', val, 'ver', ver, 'seq', s, 'c', c, 'u', now_s, 'n', #val}
+          if rq ~= '' then h[#h + 1], h[#h + 2] = 'q', rq end
           if x ~= '' then
-            call('HSET', ik, 'v', val, 'ver', ver, 'seq', s, 'c', c, 'u', now_s, 'n', #val, 'x', x)
+            h[#h + 1], h[#h + 2] = 'x', x
+            call(unpack(h))
             call('ZADD', P .. 'x:' .. ns, x, key)
           else
-            call('HSET', ik, 'v', val, 'ver', ver, 'seq', s, 'c', c, 'u', now_s, 'n', #val)
+            call(unpack(h))
             if row.x ~= '' then
               call('HDEL', ik, 'x')
               call('ZREM', P .. 'x:' .. ns, key)
@@ -172,12 +226,14 @@ for u = 1, nunits do
             call('ZADD', P .. 'k:' .. ns, 0, key)
             call('SADD', nskey, ns)
           end
+          reindex(ik, old, rq)
           if #val ~= row.len then call('HINCRBY', byteskey, ns, #val - row.len) end
           outs[o + 1], outs[o + 2], outs[o + 3], outs[o + 4], outs[o + 5] = ns, key, '0', '1', ver
           outs[o + 6], outs[o + 7], outs[o + 8], outs[o + 9] = s, c, now_s, x
         elseif kind == 1 then
           local id = call('XADD', logkey, '0-*', 'ns', ns, 'key', key, 'op', '1', 'ver', row.ver,
                           'ts', now_s)
+          unindex(record(row, ik))
           call('DEL', ik)
           call('ZREM', P .. 'k:' .. ns, key)
           if row.x ~= '' then call('ZREM', P .. 'x:' .. ns, key) end
@@ -194,7 +250,14 @@ for u = 1, nunits do
         else
           local val, applied = p[6], '0'
           if p[7] then
-            call('HSET', ik, 'v', val, 'n', #val)
+            local rq, old = p[10], nil
+            if row.q or row.overlay then old = record(row, ik) end
+            reindex(ik, old, rq)
+            if rq ~= '' then
+              call('HSET', ik, 'v', val, 'n', #val, 'q', rq)
+            else
+              call('HSET', ik, 'v', val, 'n', #val)
+            end
             if #val ~= row.len then call('HINCRBY', byteskey, ns, #val - row.len) end
             applied = '1'
           end
@@ -231,13 +294,17 @@ for _, ns in ipairs(call('SMEMBERS', P .. 'namespaces')) do
   local due = call('ZRANGEBYSCORE', xk, '-inf', now_s, 'LIMIT', 0, max_expire - expired)
   for _, key in ipairs(due) do
     local ik = P .. 'i:' .. ns .. '/' .. key
-    local h = call('HMGET', ik, 'ver', 'x', 'n')
+    local h = call('HMGET', ik, 'ver', 'x', 'n', 'q')
     if h[1] and h[2] and tonumber(h[2]) > now then
       call('ZADD', xk, h[2], key)  -- a stale index entry: repair it
     else
       call('ZREM', xk, key)
       if h[1] and h[2] then
         call('XADD', logkey, '0-*', 'ns', ns, 'key', key, 'op', '2', 'ver', h[1], 'ts', now_s)
+        if h[4] then
+          local rec = cmsgpack.unpack(h[4])
+          for j = 1, #rec, 3 do call('ZREM', rec[j], rec[j + 2]) end
+        end
         call('DEL', ik)
         if tonumber(h[1]) > tonumber(call('HGET', floorkey, ns) or '0') then
           call('HSET', floorkey, ns, h[1])  -- no ABA: a re-created key starts above it
@@ -352,6 +419,107 @@ return {tonumber(string.sub(first[1][1], 3)), tonumber(string.sub(last[1][1], 3)
 """
 
 
+# Index declarations.  ARGV: prefix, ns, dotted path...  Declares each path not yet
+# declared (``P qdef:{ns}``: path -> 'b' building / 'r' ready) and, when one was new,
+# bumps the namespace's generation (``P qgen``) so that every writer still computing
+# entries for the old set of indexes is refused and resends ({'g', ns}).
+# Reply: {generation, state of each path}.
+_DECLARE_LUA = r"""#!lua
+local P, ns = ARGV[1], ARGV[2]
+local dk = P .. 'qdef:' .. ns
+local added = false
+for i = 3, #ARGV do
+  if redis.call('HSETNX', dk, ARGV[i], 'b') == 1 then added = true end
+end
+if added then redis.call('HINCRBY', P .. 'qgen', ns, 1) end
+local out = {redis.call('HGET', P .. 'qgen', ns) or '0'}
+for i = 3, #ARGV do out[#out + 1] = redis.call('HGET', dk, ARGV[i]) end
+return out
+"""
+
+# Backfill one chunk of an index.  ARGV: prefix, ns, dotted path, the prefix shared
+# by that index's sorted-set keys, the chunk's last key, then per item: key, ver, seq,
+# SHA1 of the value the entries were computed from, E, E triples (as _WRITE).  An item
+# changed since it was read (another version, seq or value: a writer already keeps
+# this index for it) is left alone.  The item's record keeps its entries of other
+# indexes.  Then the resume point (``P qcur:{ns}``) moves to the chunk's last key; the
+# last chunk (``ready`` = '1') marks the index ready instead.
+# ARGV: ..., [6] ready ('1'/''), then items.  Reply: items updated.
+_BACKFILL_LUA = r"""#!lua
+local P, ns, field, zpre, last, ready = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local call = redis.call
+local pre = P .. 'i:' .. ns .. '/'
+local updated = 0
+local a = 7
+while a <= #ARGV do
+  local key, ver, seq, sha = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local ne = tonumber(ARGV[a + 4])
+  local e = a + 5
+  a = e + 3 * ne
+  local ik = pre .. key
+  local h = call('HMGET', ik, 'ver', 'seq', 'v', 'q')
+  if h[1] == ver and h[2] == seq and redis.sha1hex(h[3]) == sha then
+    local rec = {}
+    if h[4] then
+      local old = cmsgpack.unpack(h[4])
+      for j = 1, #old, 3 do
+        if string.sub(old[j], 1, #zpre) == zpre then
+          call('ZREM', old[j], old[j + 2])
+        else
+          rec[#rec + 1], rec[#rec + 2], rec[#rec + 3] = old[j], old[j + 1], old[j + 2]
+        end
+      end
+    end
+    for j = 0, ne - 1 do
+      local zk, score, member = ARGV[e + 3 * j], ARGV[e + 3 * j + 1], ARGV[e + 3 * j + 2]
+      call('ZADD', zk, score, member)
+      rec[#rec + 1], rec[#rec + 2], rec[#rec + 3] = zk, score, member
+    end
+    if #rec > 0 then call('HSET', ik, 'q', cmsgpack.pack(rec))
+    elseif h[4] then call('HDEL', ik, 'q') end
+    updated = updated + 1
+  end
+end
+if ready == '1' then
+  if call('HGET', P .. 'qdef:' .. ns, field) then call('HSET', P .. 'qdef:' .. ns, field, 'r') end
+  call('HDEL', P .. 'qcur:' .. ns, field)
+else
+  call('HSET', P .. 'qcur:' .. ns, field, last)
+end
+return updated
+"""
+
+# Candidate keys of an index lookup.  ARGV: prefix, then triples: kind ('l' a
+# ZRANGEBYLEX over type-tagged members "<tag><value>\0<key>", 'n' a ZRANGEBYSCORE over
+# numbers, 'o' every member: the opaque keys), sorted-set key, min, max.  Reply: the
+# distinct keys, in no particular order.
+_CANDIDATES_LUA = r"""#!lua flags=no-writes
+local seen, out = {}, {}
+for i = 2, #ARGV, 4 do
+  local kind, zk, lo, hi = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local got
+  if kind == 'l' then
+    got = redis.call('ZRANGEBYLEX', zk, lo, hi)
+    for j = 1, #got do
+      local at = string.find(got[j], '\0', 1, true)
+      got[j] = string.sub(got[j], at + 1)
+    end
+  elseif kind == 'n' then
+    got = redis.call('ZRANGEBYSCORE', zk, lo, hi)
+  else
+    got = redis.call('ZRANGE', zk, 0, -1)
+  end
+  for _, key in ipairs(got) do
+    if not seen[key] then
+      seen[key] = true
+      out[#out + 1] = key
+    end
+  end
+end
+return out
+"""
+
+
 class Script:
     """A Lua script and its SHA1 (the ``EVALSHA`` name)."""
 
@@ -368,4 +536,7 @@ _SCAN = Script(_SCAN_LUA)
 _GET_MANY = Script(_GET_MANY_LUA)
 _COUNT = Script(_COUNT_LUA)
 _BOUNDS = Script(_BOUNDS_LUA)
-SCRIPTS = (_WRITE, _SWEEP, _SCAN, _GET_MANY, _COUNT, _BOUNDS)
+_DECLARE = Script(_DECLARE_LUA)
+_BACKFILL = Script(_BACKFILL_LUA)
+_CANDIDATES = Script(_CANDIDATES_LUA)
+SCRIPTS = (_WRITE, _SWEEP, _SCAN, _GET_MANY, _COUNT, _BOUNDS, _DECLARE, _BACKFILL, _CANDIDATES)

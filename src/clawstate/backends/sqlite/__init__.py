@@ -19,7 +19,9 @@ commit order for every reader.
 
 The package: :mod:`.backend` (the class: connections, writes, reads, sweep, check),
 :mod:`.schema` (migrations and SQL), :mod:`.files` (the file: permissions, network
-filesystems, "no store at …") and :mod:`.events` (the event store, beside it).
+filesystems, "no store at …"), :mod:`.events` (the event store, beside it), and
+queries in SQL: :mod:`.docs` (the JSON copy of each value), :mod:`.query` (the
+compiler) and :mod:`.queries` (running it, the backfill, declared indexes).
 Built by :mod:`clawstate._open` as ``SQLiteBackend.from_url(url, options)``;
 ``create=False`` opens an existing store only and creates nothing.
 """

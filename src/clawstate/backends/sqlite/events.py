@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import BackendUnavailable
 from .._keyorder import prefix_upper_bound
 from ..base import EventRecord, EventRow, StreamMeta, StreamRow, visible_from
+from .errors import translate as _translate
 
 __all__ = ["MIGRATION", "SQLiteEventLog", "SQLiteEventRows"]
 
@@ -64,10 +65,6 @@ _CHUNK = 2000
 
 def _insert_sql(n: int) -> str:
     return _INSERT_HEAD + ",".join(["(?,?,?,?,?,?,?,?)"] * n)
-
-
-def _translate(exc: sqlite3.Error, what: str) -> BackendUnavailable:
-    return BackendUnavailable(f"{what}: sqlite error: {exc}")
 
 
 def _meta(r: tuple[Any, ...] | None) -> StreamMeta | None:

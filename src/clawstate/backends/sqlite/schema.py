@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..base import OP_DELETE, OP_EXPIRE
 from . import events as _events
+from . import stats as _stats
 
 __all__ = ["SCHEMA_VERSION"]
 
@@ -14,11 +15,12 @@ _EXPIRED = "items.expires_at IS NOT NULL AND items.expires_at <= excluded.update
 _FIRST_VERSION = "COALESCE((SELECT floor FROM version_floors WHERE ns = ?), 0) + 1"
 #: Insert at the floor + 1, or overwrite bumping the version — continuing over an
 #: expired row too (a new incarnation: ``created_at`` restarts).  Parameters: ns, key,
-#: value, ns (for the floor), seq, created_at, updated_at, expires_at.
+#: value, doc, opaque, ns (for the floor), seq, created_at, updated_at, expires_at.
 _UPSERT = (
-    "INSERT INTO items (ns, key, value, version, seq, created_at, updated_at, expires_at) "
-    f"VALUES (?, ?, ?, {_FIRST_VERSION}, ?, ?, ?, ?) ON CONFLICT (ns, key) DO UPDATE SET "
-    "value = excluded.value, seq = excluded.seq, updated_at = excluded.updated_at, "
+    "INSERT INTO items (ns, key, value, doc, opaque, version, seq, created_at, updated_at, "
+    f"expires_at) VALUES (?, ?, ?, ?, ?, {_FIRST_VERSION}, ?, ?, ?, ?) "
+    "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, doc = excluded.doc, "
+    "opaque = excluded.opaque, seq = excluded.seq, updated_at = excluded.updated_at, "
     "expires_at = excluded.expires_at, version = items.version + 1, "
     f"created_at = CASE WHEN {_EXPIRED} THEN excluded.created_at ELSE items.created_at END "
     "RETURNING version, created_at, seq"
@@ -61,6 +63,24 @@ _MIGRATIONS: list[list[str]] = [
         "INSERT INTO version_floors (ns, floor) SELECT ns, MAX(version) FROM changes "
         f"WHERE op IN ({OP_DELETE}, {OP_EXPIRE}) GROUP BY ns "
         "ON CONFLICT (ns) DO UPDATE SET floor = MAX(floor, excluded.floor)",
+    ],
+    # Per-namespace item and byte counters kept by triggers (stats() flat in N).
+    _stats.MIGRATION,
+    # Queries in SQL (issue 12, docs/backends.md "SQLite queries"): the JSON copy of
+    # each plaintext value and its state (see docs.py).  Both columns are added without
+    # rewriting a row (NULL default): existing rows are backfilled online, in chunks,
+    # by the backend (opaque IS NULL marks the rows still to do, and the partial index
+    # finds them — and the encrypted rows the query path evaluates in Python — without
+    # a scan).  query_indexes records declared expression indexes and whether each is
+    # complete ("ready"): only ready ones serve queries.
+    [
+        "ALTER TABLE items ADD COLUMN doc TEXT",
+        "ALTER TABLE items ADD COLUMN opaque INTEGER",
+        "CREATE INDEX IF NOT EXISTS items_python ON items (ns, key) WHERE opaque IS NOT 0",
+        "CREATE INDEX IF NOT EXISTS items_undocumented ON items (ns, key) WHERE opaque IS NULL",
+        """CREATE TABLE IF NOT EXISTS query_indexes (
+            ns INTEGER NOT NULL, path TEXT NOT NULL, name TEXT NOT NULL,
+            state TEXT NOT NULL, PRIMARY KEY (ns, path)) WITHOUT ROWID""",
     ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
