@@ -371,6 +371,7 @@ def test_progress_bars_stay_off_stderr_when_it_is_not_a_terminal(tmp_path: Path)
     for args in (
         ["check", "--deep"],
         ["keys", "rotate"],
+        ["index", "n"],
         ["projections", "rebuild", "event-counts", "--run", spec],
         ["worker", "--once", "--projection", spec],
     ):
@@ -482,6 +483,7 @@ OVER_HTTP: list[tuple[list[str], bool]] = [
     (["projections", "rebuild", "event-counts", "--run", EXAMPLE_PROJECTION], False),
     (["worker", "--once"], False),
     (["keys", "rotate"], False),
+    (["index", "carts"], False),
     (["token", "create", "--scope", "metrics"], False),
     (["token", "list"], False),
     (["token", "revoke", "0123456789abcdef"], False),

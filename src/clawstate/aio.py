@@ -17,15 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import inspect
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ._awaitable import BUFFERED, Buffered
 from ._batch import SharedCommitHook, WriteBatcher
-from ._retry import MAX_RETRIES, retry_on_conflict_async
-from ._validate import check_int, check_key, check_ttl
+from ._retry import update_item_async
 from .cache import Miss
 from .store import Namespace, Store, Transaction, TxNamespace, Watch
 from .types import AppendResult, Change, CheckReport, Item, Page
@@ -163,23 +161,16 @@ class AsyncNamespace:
         ``fn`` (on the event loop; it may also return an awaitable), write with
         ``if_version`` / ``if_absent``, retried on conflict with ``asyncio.sleep``
         pauses (no thread is held while it waits)."""
-        check_key(key, self._ns._max_key)
-        check_int(retries, "retries", 0, MAX_RETRIES)
-        if ttl is not None:
-            check_ttl(ttl, self._ns._max_ttl)
-
-        async def attempt() -> Item:
-            item = await self.get(key)
-            value = fn(default if item is None else item.value)
-            if inspect.isawaitable(value):
-                value = await value
-            if item is None:
-                return await self.put(key, value, ttl=ttl, if_absent=True)
-            if ttl is None:
-                return await self.put(key, value, if_version=item.version, keep_ttl=True)
-            return await self.put(key, value, ttl=ttl, if_version=item.version)
-
-        return await retry_on_conflict_async(attempt, retries)
+        return await update_item_async(
+            self,
+            key,
+            fn,
+            default=default,
+            ttl=ttl,
+            retries=retries,
+            max_key_bytes=self._ns._max_key,
+            max_ttl=self._ns._max_ttl,
+        )
 
     def watch(
         self, from_seq: int | None = 0, *, prefix: str = "", timeout: float | None = None

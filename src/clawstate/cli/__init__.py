@@ -44,6 +44,7 @@ HELP_ORDER = (
     "worker",
     "stats",
     "check",
+    "index",
     "keys",
     "serve",
     "token",
@@ -113,6 +114,7 @@ app.add_typer(projections_app, name="projections")
 app.command("worker")(worker)
 app.command()(ops.stats)
 app.command()(ops.check)
+app.command()(ops.index)
 app.add_typer(ops.keys_app, name="keys")
 app.command()(admin.serve)
 app.add_typer(admin.token_app, name="token")

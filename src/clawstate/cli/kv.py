@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Annotated, Any
 
+import msgspec
 import typer
 
 from ._common import (
@@ -134,17 +135,31 @@ def scan(
 def query(
     namespace: Annotated[str, typer.Argument(help="Namespace name")],
     query_json: Annotated[str, typer.Argument(help="Dapr state-query JSON, or - for stdin")],
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain", help="Also print how it was answered: index, strategy, rows read"
+        ),
+    ] = False,
 ) -> None:
     """Run a Dapr state query (filter / sort / page) and print the page as JSON.
+
+    With --explain the output also holds "plan": the index that served the query (or
+    null), the strategy (index, sql or scan), how many rows were read, whether the
+    read stopped early, and the database's own plan lines.
 
     \b
     Example:
       clawstate query carts '{"filter": {"EQ": {"status": "open"}}, "sort": [{"key": "total", "order": "DESC"}], "page": {"limit": 10}}'
+      clawstate query carts '{"filter": {"EQ": {"status": "open"}}}' --explain
     """  # noqa: E501
     text = sys.stdin.read() if query_json == "-" else query_json
     with store(create=False) as opened:
-        page = opened.namespace(namespace).query(text)
-        print_json({"items": [item_doc(i) for i in page.items], "cursor": page.cursor})
+        page = opened.namespace(namespace).query(text, explain=explain)
+        doc: dict[str, Any] = {"items": [item_doc(i) for i in page.items], "cursor": page.cursor}
+        if page.plan is not None:
+            doc["plan"] = msgspec.to_builtins(page.plan)
+        print_json(doc)
 
 
 def watch(

@@ -1,8 +1,9 @@
-"""Looking after a store: ``stats``, ``check``, ``keys rotate`` and the ``demo`` tour.
+"""Looking after a store: ``stats``, ``check``, ``index``, ``keys rotate`` and the
+``demo`` tour.
 
 ``stats``, ``check`` and ``demo`` work against a server too (``--url http://…``,
-an admin token for the first two); ``keys rotate`` needs the store's keyring, so it
-is local-only.
+an admin token for the first two); ``keys rotate`` needs the store's keyring and
+``index`` builds indexes in the database itself, so they are local-only.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ._common import (
     store,
 )
 
-__all__ = ["check", "demo", "keys_app", "stats"]
+__all__ = ["check", "demo", "index", "keys_app", "stats"]
 
 keys_app = typer.Typer(
     help="Key-encryption keys.\n\nExample:  clawstate keys rotate",
@@ -169,6 +170,36 @@ def check(
     print_json({"ok": report.ok, "problems": report.problems, "checked": report.checked})
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)
+
+
+def index(
+    namespaces: Annotated[
+        list[str] | None,
+        typer.Argument(help="Namespaces (default: every namespace whose policy has indexes)"),
+    ] = None,
+) -> None:
+    """Build the indexes the configuration declares (``indexes = [...]``) and list them.
+
+    An index added to a namespace that already holds data is backfilled while writes
+    go on; this shows its progress (opening the namespace would build it too, silently).
+    Queries use an index only once it is complete.
+
+    \b
+    Example:
+      clawstate index carts
+    """
+    with local_store("index", "it builds indexes in the database itself", create=False) as opened:
+        wanted = namespaces or [
+            name for name in opened.namespaces() if opened.config.policy_for(name).indexes
+        ]
+        built: dict[str, list[str]] = {}
+        try:
+            for name in wanted:
+                with progress_bar(f"indexing {name}") as bar:
+                    built[name] = opened.build_indexes(name, progress=bar)
+        except ClawStateError as exc:
+            fail(exc)
+        print_json({"indexes": built})
 
 
 @keys_app.command("rotate")

@@ -3,13 +3,12 @@ as :class:`~clawstate.aio.AsyncStore` is of the embedded store."""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .._awaitable import BUFFERED, Buffered
-from .._retry import MAX_RETRIES, retry_on_conflict_async
-from .._validate import check_int, check_key, check_key_list, check_ttl
+from .._retry import update_item_async
+from .._validate import check_key_list
 from ..config import Config
 from ..types import (
     AppendResult,
@@ -67,8 +66,8 @@ class AsyncRemoteNamespace:
     async def scan(self, prefix: str = "", limit: int = 100, cursor: str | None = None) -> Page:
         return await self._t.call(_scan_call(self._spec, prefix, limit, cursor))
 
-    async def query(self, query: Any) -> Page:
-        return await self._t.call(_query_call(self._spec, query))
+    async def query(self, query: Any, *, explain: bool = False) -> Page:
+        return await self._t.call(_query_call(self._spec, query, explain))
 
     async def count(self) -> int:
         return await self._t.call(_count_call(self._spec))
@@ -121,25 +120,17 @@ class AsyncRemoteNamespace:
     ) -> Item:
         """Awaitable :meth:`RemoteNamespace.update` (``fn`` may be a coroutine
         function); pauses between retries are ``asyncio`` sleeps."""
-        check_key(key, self._spec.limits.max_key_bytes)
-        check_int(retries, "retries", 0, MAX_RETRIES)
-        if ttl is not None:
-            check_ttl(ttl, self._spec.limits.max_ttl_seconds)
-
-        async def apply(value: Any) -> Any:
-            out = fn(value)
-            return await out if inspect.isawaitable(out) else out
-
-        async def attempt() -> Item:
-            item = await self.get(key)
-            if item is None:
-                return await self.put(key, await apply(default), ttl=ttl, if_absent=True)
-            value = await apply(item.value)
-            if ttl is None:
-                return await self.put(key, value, if_version=item.version, keep_ttl=True)
-            return await self.put(key, value, ttl=ttl, if_version=item.version)
-
-        return await retry_on_conflict_async(attempt, retries)
+        limits = self._spec.limits
+        return await update_item_async(
+            self,
+            key,
+            fn,
+            default=default,
+            ttl=ttl,
+            retries=retries,
+            max_key_bytes=limits.max_key_bytes,
+            max_ttl=limits.max_ttl_seconds,
+        )
 
 
 class AsyncRemoteTxNamespace:

@@ -254,11 +254,11 @@ def _scan_call(ns: _NsSpec, prefix: Any, limit: Any, cursor: Any) -> _Call[Page]
     )
 
 
-def _query_call(ns: _NsSpec, query: Any) -> _Call[Page]:
+def _query_call(ns: _NsSpec, query: Any, explain: bool = False) -> _Call[Page]:
     return _Call(
         "POST",
         _ns_path(ns.name) + "/query",
-        None,
+        {"explain": "true"} if check_flag(explain, "explain") else None,
         query,
         None,
         True,

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, ParamSpec, Protocol, TypeVar
 
 import msgspec
 
@@ -78,8 +78,7 @@ from ._sse import AsyncSubscriptionStream, SubscriptionStream
 if TYPE_CHECKING:
     from ..events.aggregates import Aggregate, Repository
     from ..events.aio import AsyncProjectionRunner, AsyncRepository, AsyncSubscription
-    from ._async import AsyncRemoteStore, AsyncRemoteTransaction
-    from ._sync import RemoteStore, RemoteTransaction
+    from ._transport import _AsyncTransport, _Transport
 
     A = TypeVar("A", bound=Aggregate)
 
@@ -113,10 +112,104 @@ def _upcast(upcasters: Upcasters, events: list[RecordedEvent]) -> list[RecordedE
     return [up(e) for e in events]
 
 
+# -- what these faces read from their host ------------------------------------------------
+#
+# ``store.events`` and ``tx.events`` are built by the facades in ``_sync`` and ``_async``;
+# they are typed here against the few members they read from their host, not the facade
+# classes, so that the import runs one way: ``_sync``/``_async`` -> ``_events``.
+
+
+class _CheckpointTx(Protocol):
+    """The transaction a checkpoint write runs in (:class:`RemoteTransaction`)."""
+
+    @property
+    def result(self) -> list[Item | bool]: ...
+
+    def _system_namespace(self, name: str) -> Any: ...
+
+    def __enter__(self) -> _CheckpointTx: ...
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None: ...
+
+
+class _Host(Protocol):
+    """What both faces read from their store: the server's limits, and whether it was
+    closed (a read failing after that is BackendUnavailable)."""
+
+    @property
+    def _limits(self) -> Limits: ...
+
+    @property
+    def _closed(self) -> bool: ...
+
+
+class _SyncHost(_Host, Protocol):
+    """What the sync faces read from a :class:`RemoteStore`."""
+
+    @property
+    def _t(self) -> _Transport: ...
+
+    @property
+    def events(self) -> RemoteEvents: ...
+
+    def transaction(self, *, idempotency_key: str | None = None) -> _CheckpointTx: ...
+
+
+class _AsyncHost(_Host, Protocol):
+    """What the async faces read from an :class:`AsyncRemoteStore`."""
+
+    @property
+    def _t(self) -> _AsyncTransport: ...
+
+    @property
+    def _sync(self) -> _SyncHost: ...
+
+
+class _TxHost(Protocol):
+    """What ``snapshots.save_in`` reads from a remote transaction (sync or async)."""
+
+    @property
+    def _buf(self) -> _TxBuffer: ...
+
+
 # -- subscriptions ------------------------------------------------------------------------
 
 
-class RemoteSubscription(Iterator[RecordedEvent]):
+class _SubscriptionFace:
+    """What both faces of a subscription without a name share: where it stands, what
+    it hands out (upcast on the way out), and the error a read gets once the store was
+    closed under it.  The faces only read the stream, blocking or awaited."""
+
+    durable = False
+
+    def __init__(
+        self,
+        events: RemoteEvents | AsyncRemoteEvents,
+        host: _Host,
+        stream: SubscriptionStream | AsyncSubscriptionStream,
+    ) -> None:
+        self._events = events
+        self._host = host
+        self.name: str | None = None
+        self._face_stream = stream
+
+    @property
+    def position(self) -> int:
+        return self._face_stream.position
+
+    def _out(self, event: RecordedEvent) -> RecordedEvent:
+        up = self._events.upcasters
+        return up.upcast(event) if up else event
+
+    def _read_failed(self, exc: RuntimeError) -> NoReturn:
+        """httpx's "the client has been closed": BackendUnavailable when the store was
+        closed while subscribed, else the error as it is."""
+        if self._host._closed:
+            raise BackendUnavailable("the store was closed while subscribed") from exc
+        raise exc
+
+
+class RemoteSubscription(_SubscriptionFace, Iterator[RecordedEvent]):
     """``store.events.subscribe(...)`` without a name, over HTTP: catch up, then follow
     live over server-sent events, with :class:`clawstate.events.Subscription`'s
     contract (``position``: the last event handed out, or scanned past).  Upcasters
@@ -127,15 +220,8 @@ class RemoteSubscription(Iterator[RecordedEvent]):
     remote log: its checkpoint and lease live on the server."""
 
     def __init__(self, events: RemoteEvents, stream: SubscriptionStream) -> None:
-        self._events = events
+        super().__init__(events, events.store, stream)
         self._stream = stream
-        self.name: str | None = None
-
-    durable = False
-
-    @property
-    def position(self) -> int:
-        return self._stream.position
 
     def __iter__(self) -> RemoteSubscription:
         return self
@@ -149,12 +235,9 @@ class RemoteSubscription(Iterator[RecordedEvent]):
     def __next__(self) -> RecordedEvent:
         try:
             event = next(self._stream)
-        except RuntimeError as exc:  # httpx: "the client has been closed"
-            if self._events.store._closed:
-                raise BackendUnavailable("the store was closed while subscribed") from exc
-            raise
-        up = self._events.upcasters
-        return up.upcast(event) if up else event
+        except RuntimeError as exc:
+            self._read_failed(exc)
+        return self._out(event)
 
     def poll(self) -> list[RecordedEvent]:
         """Every event available now, without waiting."""
@@ -168,19 +251,12 @@ class RemoteSubscription(Iterator[RecordedEvent]):
         self._stream.close()
 
 
-class AsyncRemoteSubscription(AsyncIterator[RecordedEvent]):
+class AsyncRemoteSubscription(_SubscriptionFace, AsyncIterator[RecordedEvent]):
     """Async twin of :class:`RemoteSubscription` (``async for event in sub``)."""
 
     def __init__(self, events: AsyncRemoteEvents, stream: AsyncSubscriptionStream) -> None:
-        self._events = events
+        super().__init__(events, events._store, stream)
         self._stream = stream
-        self.name: str | None = None
-
-    durable = False
-
-    @property
-    def position(self) -> int:
-        return self._stream.position
 
     def __aiter__(self) -> AsyncRemoteSubscription:
         return self
@@ -194,12 +270,9 @@ class AsyncRemoteSubscription(AsyncIterator[RecordedEvent]):
     async def __anext__(self) -> RecordedEvent:
         try:
             event = await self._stream.__anext__()
-        except RuntimeError as exc:  # httpx: "the client has been closed"
-            if self._events._store._closed:
-                raise BackendUnavailable("the store was closed while subscribed") from exc
-            raise
-        up = self._events.upcasters
-        return up.upcast(event) if up else event
+        except RuntimeError as exc:
+            self._read_failed(exc)
+        return self._out(event)
 
     async def poll(self) -> list[RecordedEvent]:
         return _upcast(self._events.upcasters, await self._stream.poll())
@@ -227,7 +300,7 @@ class RemoteSnapshots:
 
     def save_in(
         self,
-        tx: RemoteTransaction,
+        tx: _TxHost,
         stream: str,
         version: int,
         state: Any,
@@ -260,7 +333,7 @@ class AsyncRemoteSnapshots:
 
     def save_in(
         self,
-        tx: AsyncRemoteTransaction,
+        tx: _TxHost,
         stream: str,
         version: int,
         state: Any,
@@ -342,7 +415,7 @@ class _RemoteCheckpoints:
     read-model writes and its checkpoint commit together there; a subscription's
     conditional checkpoint and lease are one-write transactions)."""
 
-    def __init__(self, store: RemoteStore, name: str) -> None:
+    def __init__(self, store: _SyncHost, name: str) -> None:
         self._store = store
         self._t = store._t
         self.name = name
@@ -383,7 +456,7 @@ class RemoteEvents:
     signatures, results and errors.  One per :class:`RemoteStore`, so upcasters
     registered on it stay."""
 
-    def __init__(self, store: RemoteStore) -> None:
+    def __init__(self, store: _SyncHost) -> None:
         self.store = store
         self._t = store._t
         self._limits = store._limits
@@ -567,7 +640,7 @@ class RemoteEvents:
 class AsyncRemoteEvents:
     """Awaitable twin of :class:`RemoteEvents` (``AsyncEventStore``'s signatures)."""
 
-    def __init__(self, store: AsyncRemoteStore) -> None:
+    def __init__(self, store: _AsyncHost) -> None:
         self._store = store
         self._t = store._t
         self._sync_t = store._sync._t

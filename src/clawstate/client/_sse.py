@@ -21,20 +21,21 @@ which agree on:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import httpx
 
 from .._backoff import Backoff
-from .._wire import SSE
+from .._wire import SSE, ChangeBatch, EventPage
 from ..config import Limits
 from ..errors import BackendUnavailable, LogTrimmed
 from ..types import Change, RecordedEvent
-from ._calls import _changes_call, _dec_change_json, _watch_params
+from ._calls import _Call, _changes_call, _dec_change_json, _watch_params
 from ._event_calls import _dec_event_json, _page_call, _SubSpec
 from ._transport import TEST_CLOCK_HEADER, _AsyncTransport, _error, _Settings, _Transport
 
@@ -111,49 +112,87 @@ def _shutdown(response: httpx.Response | None) -> None:
 _END: Any = object()
 
 
-class _SSEFollower(Generic[T]):
-    """The one sync SSE reader (see the module docstring).
+class _Route(NamedTuple):
+    """What one kind of SSE reader follows, and how it reads one event."""
 
-    ``params()`` is called at each (re)connect, so it carries the reader's position;
-    ``handle(kind, data)`` turns one event into an item, None (skip), or ``_END``.
-    """
+    path: str
+    #: called at each (re)connect, so it carries the reader's position
+    params: Callable[[], dict[str, Any]]
+    heartbeat: float
+    #: one event as an item, None (skip), or ``_END``
+    handle: Callable[[str, str], Any]
+    #: named in the error raised when reconnects are exhausted
+    what: str
+    #: the position's field name, for a LogTrimmed without one
+    field: str
 
-    def __init__(
-        self,
-        transport: _Transport,
-        path: str,
-        params: Callable[[], dict[str, Any]],
-        heartbeat: float,
-        handle: Callable[[str, str], Any],
-        what: str,
-        field: str,
-    ) -> None:
+
+class _FollowerCore(Generic[T]):
+    """Everything a follower decides, for both faces (see the module docstring): the
+    request it opens, what each line of the stream means, and what a failed
+    connection leads to.  :class:`_SSEFollower` and :class:`_AsyncSSEFollower` add
+    only the blocking or awaited I/O around it, so the two cannot drift apart."""
+
+    def __init__(self, settings: _Settings, route: _Route) -> None:
+        self._settings = settings
+        self._route = route
+        self._backoff = Backoff()
+        self._parser = _SSEParser()
+        #: why the stream stopped, raised by the face once it dropped the connection:
+        #: the server's trim error, else None for the end of iteration
+        self._stop_error: LogTrimmed | None = None
+
+    def _request(self) -> dict[str, Any]:
+        """The ``client.stream("GET", path, ...)`` keywords of one (re)connect."""
+        r = self._route
+        return {
+            "params": r.params(),
+            "headers": _sse_headers(self._settings),
+            "timeout": httpx.Timeout(self._settings.timeout, read=r.heartbeat * 3 + 10),
+        }
+
+    def _begin(self) -> None:
+        """A new ``next()``: a fresh parser (a half-read event is not resumed)."""
+        self._parser = _SSEParser()
+        self._stop_error = None
+
+    def _feed(self, line: str) -> Any:
+        """One line of the stream: an item to return, None (read on), or ``_END``
+        (the face drops the connection, then raises :meth:`_stop`)."""
+        event = self._parser.feed(line)
+        if event is None:
+            return None
+        kind, _, data = event
+        if kind == "error":
+            self._stop_error = _trimmed(data, self._route.field)
+            return _END
+        return self._route.handle(kind, data)
+
+    def _failed(self, exc: httpx.HTTPError) -> float:
+        """A connection failed: the delay before the next try, or BackendUnavailable
+        once ``Retry.retries`` failures came in a row."""
+        if self._backoff.failures >= self._settings.retry.retries:
+            raise BackendUnavailable(f"{self._route.what}: {type(exc).__name__}: {exc}") from None
+        return self._backoff.failed()
+
+
+class _SSEFollower(_FollowerCore[T]):
+    """The sync face of :class:`_FollowerCore`: blocking reads, close() from any thread."""
+
+    def __init__(self, transport: _Transport, route: _Route) -> None:
+        super().__init__(transport.settings, route)
         self._t = transport
-        self._path = path
-        self._params = params
-        self._heartbeat = heartbeat
-        self._handle = handle
-        self._what = what
-        self._field = field
         self._closed = threading.Event()
         self._lines: Iterator[str] | None = None
         self._response: httpx.Response | None = None
         self._stream_cm: Any = None
-        self._backoff = Backoff()
 
     @property
     def closed(self) -> bool:
         return self._closed.is_set()
 
     def _open(self) -> Iterator[str]:
-        timeout = httpx.Timeout(self._t.settings.timeout, read=self._heartbeat * 3 + 10)
-        self._stream_cm = self._t.client.stream(
-            "GET",
-            self._path,
-            params=self._params(),
-            headers=_sse_headers(self._t.settings),
-            timeout=timeout,
-        )
+        self._stream_cm = self._t.client.stream("GET", self._route.path, **self._request())
         response = self._stream_cm.__enter__()
         if response.status_code >= 300:
             response.read()
@@ -176,24 +215,17 @@ class _SSEFollower(Generic[T]):
 
     def next(self) -> T:
         """The next item; StopIteration at the server's end or after close()."""
-        parser = _SSEParser()
+        self._begin()
         while not self._closed.is_set():
             try:
                 lines = self._lines if self._lines is not None else self._open()
                 for line in lines:
                     if self._closed.is_set():
                         break
-                    event = parser.feed(line)
-                    if event is None:
-                        continue
-                    kind, _, data = event
-                    if kind == "error":
-                        self._drop()
-                        raise _trimmed(data, self._field)
-                    item = self._handle(kind, data)
+                    item = self._feed(line)
                     if item is _END:
                         self._drop()
-                        raise StopIteration
+                        raise self._stop_error or StopIteration
                     if item is not None:
                         return item  # type: ignore[no-any-return]
                 else:
@@ -202,11 +234,7 @@ class _SSEFollower(Generic[T]):
                     continue
             except httpx.HTTPError as exc:
                 self._drop()
-                if self._closed.is_set():
-                    break
-                if self._backoff.failures >= self._t.settings.retry.retries:
-                    raise BackendUnavailable(f"{self._what}: {type(exc).__name__}: {exc}") from None
-                if self._closed.wait(self._backoff.failed()):
+                if self._closed.is_set() or self._closed.wait(self._failed(exc)):
                     break
         self._drop()
         raise StopIteration
@@ -217,47 +245,23 @@ class _SSEFollower(Generic[T]):
         _shutdown(self._response)
 
 
-class _AsyncSSEFollower(Generic[T]):
-    """The one async SSE reader: :class:`_SSEFollower` on httpx's async client."""
+class _AsyncSSEFollower(_FollowerCore[T]):
+    """The async face of :class:`_FollowerCore`, on httpx's async client."""
 
-    def __init__(
-        self,
-        transport: _AsyncTransport,
-        path: str,
-        params: Callable[[], dict[str, Any]],
-        heartbeat: float,
-        handle: Callable[[str, str], Any],
-        what: str,
-        field: str,
-    ) -> None:
+    def __init__(self, transport: _AsyncTransport, route: _Route) -> None:
+        super().__init__(transport.settings, route)
         self._t = transport
-        self._path = path
-        self._params = params
-        self._heartbeat = heartbeat
-        self._handle = handle
-        self._what = what
-        self._field = field
         self._closed = False
         self._lines: AsyncIterator[str] | None = None
         self._response: httpx.Response | None = None
         self._stream_cm: Any = None
-        self._backoff = Backoff()
-        #: set by close(): wakes a reconnect delay at once
-        self._woken: Any = None
 
     @property
     def closed(self) -> bool:
         return self._closed
 
     async def _open(self) -> AsyncIterator[str]:
-        timeout = httpx.Timeout(self._t.settings.timeout, read=self._heartbeat * 3 + 10)
-        self._stream_cm = self._t.client.stream(
-            "GET",
-            self._path,
-            params=self._params(),
-            headers=_sse_headers(self._t.settings),
-            timeout=timeout,
-        )
+        self._stream_cm = self._t.client.stream("GET", self._route.path, **self._request())
         response = await self._stream_cm.__aenter__()
         if response.status_code >= 300:
             await response.aread()
@@ -278,28 +282,27 @@ class _AsyncSSEFollower(Generic[T]):
             except (httpx.HTTPError, RuntimeError, OSError):
                 pass
 
+    async def _sleep(self, delay: float) -> None:
+        """Wait ``delay`` before a reconnect, cut short by close() from any thread (it
+        shuts no socket here, so it is polled)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay
+        while not self._closed and loop.time() < deadline:
+            await asyncio.sleep(min(0.02, delay))
+
     async def next(self) -> T:
         """The next item; StopAsyncIteration at the server's end or after close()."""
-        import asyncio
-
-        parser = _SSEParser()
+        self._begin()
         while not self._closed:
             try:
                 lines = self._lines if self._lines is not None else await self._open()
                 async for line in lines:
                     if self._closed:
                         break
-                    event = parser.feed(line)
-                    if event is None:
-                        continue
-                    kind, _, data = event
-                    if kind == "error":
-                        await self._drop()
-                        raise _trimmed(data, self._field)
-                    item = self._handle(kind, data)
+                    item = self._feed(line)
                     if item is _END:
                         await self._drop()
-                        raise StopAsyncIteration
+                        raise self._stop_error or StopAsyncIteration
                     if item is not None:
                         return item  # type: ignore[no-any-return]
                 else:
@@ -309,13 +312,7 @@ class _AsyncSSEFollower(Generic[T]):
                 await self._drop()
                 if self._closed:
                     break
-                if self._backoff.failures >= self._t.settings.retry.retries:
-                    raise BackendUnavailable(f"{self._what}: {type(exc).__name__}: {exc}") from None
-                # Interruptible by close() from any thread (it shuts no socket here).
-                delay = self._backoff.failed()
-                deadline = asyncio.get_running_loop().time() + delay
-                while not self._closed and asyncio.get_running_loop().time() < deadline:
-                    await asyncio.sleep(min(0.02, delay))
+                await self._sleep(self._failed(exc))
         await self._drop()
         raise StopAsyncIteration
 
@@ -397,7 +394,54 @@ def _on_event(spec: _SubSpec) -> Callable[[str, str], Any]:
     return handle
 
 
-class RemoteWatch(Iterator[Change]):
+def _watch_route(spec: _WatchSpec) -> _Route:
+    return _Route(
+        "/v1/changes",
+        lambda: _stream_params(spec),
+        spec.heartbeat,
+        _on_change(spec),
+        "watch stream",
+        "from_seq",
+    )
+
+
+def _sub_route(spec: _SubSpec) -> _Route:
+    return _Route(
+        "/v1/events/subscribe",
+        spec.params,
+        spec.heartbeat,
+        _on_event(spec),
+        "event subscription",
+        "from_position",
+    )
+
+
+class _WatchFace:
+    """What both watch faces share: where the watch stands, and ``poll()``'s pages
+    (the faces only call the transport, blocking or awaited)."""
+
+    _spec: _WatchSpec
+    _follower: _SSEFollower[Change] | _AsyncSSEFollower[Change]
+
+    @property
+    def last_seq(self) -> int:
+        return self._spec.last_seq
+
+    def _page(self) -> _Call[ChangeBatch]:
+        s = self._spec
+        return _changes_call(s.last_seq, s.namespace, s.prefix, s.timeout, 1000, s.backend)
+
+    def _took(self, batch: ChangeBatch, out: list[Change]) -> bool:
+        """Advance past ``batch`` into ``out``; False once nothing more is available."""
+        self._spec.last_seq = batch.last_seq
+        out.extend(batch.changes)
+        return bool(batch.changes)
+
+    def close(self) -> None:
+        self._follower.close()
+
+
+class RemoteWatch(_WatchFace, Iterator[Change]):
     """Iterates changes over server-sent events; same contract as :class:`clawstate.Watch`.
 
     ``poll()`` reads available changes as batches; iteration holds one event stream
@@ -409,86 +453,74 @@ class RemoteWatch(Iterator[Change]):
     def __init__(self, transport: _Transport, spec: _WatchSpec) -> None:
         self._t = transport
         self._spec = spec
-        self._follower: _SSEFollower[Change] = _SSEFollower(
-            transport,
-            "/v1/changes",
-            lambda: _stream_params(spec),
-            spec.heartbeat,
-            _on_change(spec),
-            "watch stream",
-            "from_seq",
-        )
-
-    @property
-    def last_seq(self) -> int:
-        return self._spec.last_seq
+        self._sync_follower: _SSEFollower[Change] = _SSEFollower(transport, _watch_route(spec))
+        self._follower = self._sync_follower
 
     def __iter__(self) -> RemoteWatch:
         return self
 
     def __next__(self) -> Change:
-        return self._follower.next()
+        return self._sync_follower.next()
 
     def poll(self) -> list[Change]:
         """Every change available now, without waiting."""
         out: list[Change] = []
-        s = self._spec
-        while True:
-            batch = self._t.call(
-                _changes_call(s.last_seq, s.namespace, s.prefix, s.timeout, 1000, s.backend)
-            )
-            s.last_seq = batch.last_seq
-            if not batch.changes:
-                return out
-            out.extend(batch.changes)
-
-    def close(self) -> None:
-        self._follower.close()
+        while self._took(self._t.call(self._page()), out):
+            pass
+        return out
 
 
-class AsyncRemoteWatch(AsyncIterator[Change]):
+class AsyncRemoteWatch(_WatchFace, AsyncIterator[Change]):
     """Async twin of :class:`RemoteWatch` (``async for change in watch``)."""
 
     def __init__(self, transport: _AsyncTransport, spec: _WatchSpec) -> None:
         self._t = transport
         self._spec = spec
-        self._follower: _AsyncSSEFollower[Change] = _AsyncSSEFollower(
-            transport,
-            "/v1/changes",
-            lambda: _stream_params(spec),
-            spec.heartbeat,
-            _on_change(spec),
-            "watch stream",
-            "from_seq",
+        self._async_follower: _AsyncSSEFollower[Change] = _AsyncSSEFollower(
+            transport, _watch_route(spec)
         )
-
-    @property
-    def last_seq(self) -> int:
-        return self._spec.last_seq
+        self._follower = self._async_follower
 
     def __aiter__(self) -> AsyncRemoteWatch:
         return self
 
     async def __anext__(self) -> Change:
-        return await self._follower.next()
+        return await self._async_follower.next()
 
     async def poll(self) -> list[Change]:
         out: list[Change] = []
+        while self._took(await self._t.call(self._page()), out):
+            pass
+        return out
+
+
+class _SubFace:
+    """What both subscription streams share: where the reader stands, and ``poll()``'s
+    pages (the faces only call the transport, blocking or awaited)."""
+
+    _spec: _SubSpec
+    _limits: Limits
+    _follower: _SSEFollower[RecordedEvent] | _AsyncSSEFollower[RecordedEvent]
+
+    @property
+    def position(self) -> int:
+        return self._spec.position
+
+    def _page(self) -> _Call[EventPage]:
         s = self._spec
-        while True:
-            batch = await self._t.call(
-                _changes_call(s.last_seq, s.namespace, s.prefix, s.timeout, 1000, s.backend)
-            )
-            s.last_seq = batch.last_seq
-            if not batch.changes:
-                return out
-            out.extend(batch.changes)
+        return _page_call(self._limits, s.position, 1000, s.filter)
+
+    def _took(self, page: EventPage, out: list[RecordedEvent]) -> bool:
+        """Advance past ``page`` into ``out``; False once nothing more is available."""
+        self._spec.position = max(self._spec.position, page.end)
+        out.extend(page.events)
+        return bool(page.events)
 
     def close(self) -> None:
         self._follower.close()
 
 
-class SubscriptionStream(Iterator[RecordedEvent]):
+class SubscriptionStream(_SubFace, Iterator[RecordedEvent]):
     """Catch-up-then-live over server-sent events (what :class:`RemoteSubscription`
     reads through); same contract as
     :class:`clawstate.events.Subscription` (``position``: the last event handed out,
@@ -499,19 +531,8 @@ class SubscriptionStream(Iterator[RecordedEvent]):
         self._t = transport
         self._spec = spec
         self._limits = limits
-        self._follower: _SSEFollower[RecordedEvent] = _SSEFollower(
-            transport,
-            "/v1/events/subscribe",
-            spec.params,
-            spec.heartbeat,
-            _on_event(spec),
-            "event subscription",
-            "from_position",
-        )
-
-    @property
-    def position(self) -> int:
-        return self._spec.position
+        self._sync_follower: _SSEFollower[RecordedEvent] = _SSEFollower(transport, _sub_route(spec))
+        self._follower = self._sync_follower
 
     def __iter__(self) -> SubscriptionStream:
         return self
@@ -523,59 +544,36 @@ class SubscriptionStream(Iterator[RecordedEvent]):
         self.close()
 
     def __next__(self) -> RecordedEvent:
-        return self._follower.next()
+        return self._sync_follower.next()
 
     def poll(self) -> list[RecordedEvent]:
         """Every event available now, without waiting."""
         out: list[RecordedEvent] = []
-        s = self._spec
-        while True:
-            page = self._t.call(_page_call(self._limits, s.position, 1000, s.filter))
-            s.position = max(s.position, page.end)
-            if not page.events:
-                return out
-            out.extend(page.events)
-
-    def close(self) -> None:
-        self._follower.close()
+        while self._took(self._t.call(self._page()), out):
+            pass
+        return out
 
 
-class AsyncSubscriptionStream(AsyncIterator[RecordedEvent]):
+class AsyncSubscriptionStream(_SubFace, AsyncIterator[RecordedEvent]):
     """Async twin of :class:`SubscriptionStream` (``async for event in sub``)."""
 
     def __init__(self, transport: _AsyncTransport, spec: _SubSpec, limits: Limits) -> None:
         self._t = transport
         self._spec = spec
         self._limits = limits
-        self._follower: _AsyncSSEFollower[RecordedEvent] = _AsyncSSEFollower(
-            transport,
-            "/v1/events/subscribe",
-            spec.params,
-            spec.heartbeat,
-            _on_event(spec),
-            "event subscription",
-            "from_position",
+        self._async_follower: _AsyncSSEFollower[RecordedEvent] = _AsyncSSEFollower(
+            transport, _sub_route(spec)
         )
-
-    @property
-    def position(self) -> int:
-        return self._spec.position
+        self._follower = self._async_follower
 
     def __aiter__(self) -> AsyncSubscriptionStream:
         return self
 
     async def __anext__(self) -> RecordedEvent:
-        return await self._follower.next()
+        return await self._async_follower.next()
 
     async def poll(self) -> list[RecordedEvent]:
         out: list[RecordedEvent] = []
-        s = self._spec
-        while True:
-            page = await self._t.call(_page_call(self._limits, s.position, 1000, s.filter))
-            s.position = max(s.position, page.end)
-            if not page.events:
-                return out
-            out.extend(page.events)
-
-    def close(self) -> None:
-        self._follower.close()
+        while self._took(await self._t.call(self._page()), out):
+            pass
+        return out

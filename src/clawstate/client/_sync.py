@@ -9,8 +9,8 @@ from typing import Any
 
 import msgspec
 
-from .._retry import MAX_RETRIES, retry_on_conflict
-from .._validate import check_int, check_key, check_key_list, check_namespace_name, check_ttl
+from .._retry import update_item
+from .._validate import check_key_list, check_namespace_name
 from ..config import Config, Limits
 from ..errors import ConfigError, InvalidRequest
 from ..types import (
@@ -80,8 +80,8 @@ class RemoteNamespace:
     def scan(self, prefix: str = "", limit: int = 100, cursor: str | None = None) -> Page:
         return self._t.call(_scan_call(self._spec, prefix, limit, cursor))
 
-    def query(self, query: Any) -> Page:
-        return self._t.call(_query_call(self._spec, query))
+    def query(self, query: Any, *, explain: bool = False) -> Page:
+        return self._t.call(_query_call(self._spec, query, explain))
 
     def count(self) -> int:
         return self._t.call(_count_call(self._spec))
@@ -135,21 +135,17 @@ class RemoteNamespace:
         """``Namespace.update`` over HTTP: read ``key``, store ``fn(value)``
         (``fn(default)`` when absent) conditionally on what was read, retried on
         :class:`~clawstate.VersionConflict` — ``fn`` may run more than once."""
-        check_key(key, self._spec.limits.max_key_bytes)
-        check_int(retries, "retries", 0, MAX_RETRIES)
-        if ttl is not None:
-            check_ttl(ttl, self._spec.limits.max_ttl_seconds)
-
-        def attempt() -> Item:
-            item = self.get(key)
-            if item is None:
-                return self.put(key, fn(default), ttl=ttl, if_absent=True)
-            value = fn(item.value)
-            if ttl is None:
-                return self.put(key, value, if_version=item.version, keep_ttl=True)
-            return self.put(key, value, ttl=ttl, if_version=item.version)
-
-        return retry_on_conflict(attempt, retries)
+        limits = self._spec.limits
+        return update_item(
+            self,
+            key,
+            fn,
+            default=default,
+            ttl=ttl,
+            retries=retries,
+            max_key_bytes=limits.max_key_bytes,
+            max_ttl=limits.max_ttl_seconds,
+        )
 
 
 class RemoteTxNamespace:
