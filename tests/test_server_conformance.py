@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -29,44 +28,15 @@ from services import require_module
 require_module("litestar")
 httpx = require_module("httpx")
 
+from _server import async_store_factory, server, store_factory  # noqa: E402, F401
 from clawstate import InvalidRequest, Store  # noqa: E402
 from clawstate.server.testing import ServerProcess  # noqa: E402
 from clawstate.testing.conformance import (  # noqa: E402
     AsyncStoreConformance,
-    AsyncStoreFactory,
     StoreConformance,
     StoreFactory,
     assert_refused,
 )
-
-DEFAULTS: dict[str, Any] = {"sweep_interval": 0}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ServerProcess]:
-    with ServerProcess(test_control=True, extra_args=["--rate-limit", "0"]) as proc:
-        yield proc
-        assert proc.stop() == 0, proc.logs
-
-
-@pytest.fixture
-def store_factory(server: ServerProcess) -> Iterator[StoreFactory]:
-    opened: list[Any] = []
-    yield server.store_factory(opened, defaults=DEFAULTS)  # type: ignore[misc]
-    for store, sid in opened:
-        store.close()
-        server.drop_test_store(sid)
-
-
-@pytest.fixture
-async def async_store_factory(
-    server: ServerProcess, anyio_backend: str
-) -> AsyncIterator[AsyncStoreFactory]:
-    opened: list[Any] = []
-    yield server.store_factory(opened, asynchronous=True, defaults=DEFAULTS)  # type: ignore[misc]
-    for astore, sid in opened:
-        await astore.close()
-        server.drop_test_store(sid)
 
 
 class TestHTTPStore(StoreConformance):
@@ -115,7 +85,7 @@ def _counter(text: str, name: str, labels: str = "") -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def _shared(server: ServerProcess) -> tuple[float, float]:
+def _shared(server: ServerProcess) -> tuple[float, float]:  # noqa: F811
     with server.admin() as http:
         text = http.get("/metrics").text
     return (
@@ -125,7 +95,11 @@ def _shared(server: ServerProcess) -> tuple[float, float]:
 
 
 async def _burst(
-    server: ServerProcess, sid: str, round_no: int, clocks: list[float | None], big: set[int]
+    server: ServerProcess,  # noqa: F811
+    sid: str,
+    round_no: int,
+    clocks: list[float | None],
+    big: set[int],
 ) -> list[Any]:
     """Plain PUTs sent at once, one connection each, so they reach the server's event
     loop together: value ``i`` is ~2 KB (over the store's 1000-byte limit) for ``i`` in
@@ -146,7 +120,7 @@ async def _burst(
         return list(await asyncio.gather(*(one(i) for i in range(len(clocks)))))
 
 
-def test_batched_path_runs_here(server: ServerProcess) -> None:
+def test_batched_path_runs_here(server: ServerProcess) -> None:  # noqa: F811
     """The write batcher is on in the server the suites use: a burst of plain puts is
     committed through shared transactions (the server's counter moves), a bad value in
     a burst is refused for its own request only, and each put keeps its own request's

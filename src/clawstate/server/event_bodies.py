@@ -50,6 +50,22 @@ _SETTINGS: dict[str, Any] = {
 
 #: operation id -> (schema, description), merged into :data:`.openapi.BODIES`
 EVENT_BODIES: dict[str, tuple[dict[str, Any], str]] = {
+    "appendEvents": (
+        {
+            "type": "object",
+            "required": ["events"],
+            "properties": {
+                "events": {"type": "array", "items": _EVENT},
+                "expected_version": {
+                    "oneOf": [
+                        {"type": "integer", "minimum": 0},
+                        {"enum": ["any", "no_stream", "stream_exists"]},
+                    ]
+                },
+            },
+        },
+        "Events to append atomically, and the version the stream must be at.",
+    ),
     "appendMany": (
         {
             "type": "object",

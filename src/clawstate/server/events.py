@@ -51,7 +51,7 @@ from litestar.types import ASGIApp
 from .._follow import Cursor, EventSource
 from .._validate import check_event_filter, check_key, check_limit, check_position, parse_int
 from .._wire import SSE, AppendEvents, AppendResult, EventPage, StreamEvents, unquote_key
-from ..errors import ClawStateError, Forbidden, InvalidRequest
+from ..errors import ClawStateError, InvalidRequest
 from ..events.projections import ProjectionStatus
 from ..events.snapshots import Snapshot
 from ..events.store import (
@@ -66,10 +66,10 @@ from ..events.subscriptions import reset_subscription, subscription_status
 from ..store import Namespace, Store
 from ..types import Event, Item, RecordedEvent
 from .guard import audit_admin as _audit_admin
-from .guard import audit_denial as _audit_denial
+from .guard import deny as _deny
 from .http import HeartbeatParam, RawStream, heartbeat_seconds
 from .http import batch_limit as _batch_limit
-from .http import convert as _convert
+from .http import body_as as _body_as
 from .http import ctx_of as _ctx
 from .http import decode as _decode
 from .http import header as _hdr
@@ -101,14 +101,23 @@ def _events_of(store: Store) -> EventStore:
     return store.events
 
 
-async def _require_all_read(request: Request[Any, Any, Any]) -> None:
+def _on_stream(request: Request[Any, Any, Any], stream: str) -> tuple[ServerState, EventStore, str]:
+    """What every per-stream route starts from: the server's state, the event store and
+    the stream's name, checked before any body is read."""
+    store = _ctx(request).store
+    return _state(request), _events_of(store), _stream_name(stream, store)
+
+
+async def _whole_log(request: Request[Any, Any, Any]) -> tuple[ServerState, Store]:
+    """What every route over the whole log starts from: ``events:*:read`` (or admin; a
+    stream glob cannot bound what the log reveals), else 403; then the server's state
+    and the caller's store."""
     st, ctx = _state(request), _ctx(request)
     p = ctx.principal
     assert p is not None
     if not p.allows_all("events", "read"):
-        st.metrics.denied.labels("403").inc()
-        await _audit_denial(st, request, 403, "scope", p)
-        raise Forbidden("this token's scopes do not allow this request")
+        await _deny(st, request, p)
+    return st, ctx.store
 
 
 def _position(value: str | None, es: EventStore, field: str = "from_position") -> int:
@@ -139,11 +148,8 @@ def _filter(stream_prefix: str, types: list[str] | None) -> EventFilter | None:
     tags=["events"],
 )
 async def append_events(request: Request[Any, Any, Any], stream: str) -> ASGIApp:
-    st, ctx = _state(request), _ctx(request)
-    name = _stream_name(stream, ctx.store)
-    doc = await _decode(request, _batch_limit(st, ctx.store), "events")
-    body = _convert(doc, AppendEvents, "events")
-    es = _events_of(ctx.store)
+    st, es, name = _on_stream(request, stream)
+    body = await _body_as(request, AppendEvents, "events", _batch_limit(st, es.store))
     expected: Any = body.expected_version  # the facade checks it (a str must be a constant)
     result = await st.run(es.append, name, body.events, expected_version=expected)
     return _reply(request, result)
@@ -174,9 +180,7 @@ async def read_stream(
         int | None, Parameter(query="limit", required=False, ge=1, description="Omit: all.")
     ] = None,
 ) -> ASGIApp:
-    st, ctx = _state(request), _ctx(request)
-    name = _stream_name(stream, ctx.store)
-    es = _events_of(ctx.store)
+    st, es, name = _on_stream(request, stream)
     _strict_ints(request, "from_version", "limit")
     events = await st.run(es.read, name, from_version, backwards=backwards, limit=limit)
     return _reply(request, StreamEvents(events))
@@ -221,6 +225,7 @@ Wait = Annotated[
         "seconds for the next event before answering (a long poll; omit: answer at once).",
     ),
 ]
+PageLimit = Annotated[int, Parameter(query="limit", required=False, ge=1, le=10000)]
 LastEventId = Annotated[str | None, Parameter(header="last-event-id", required=False)]
 
 
@@ -233,13 +238,17 @@ async def _global(
     timeout: float | None,
     heartbeat: str | None,
     last_event_id: str | None,
-    sse: bool,
     wait: float | None = None,
 ) -> ASGIApp:
-    await _require_all_read(request)
-    st, ctx = _state(request), _ctx(request)
+    """``read_all`` and ``subscribe_events``: one JSON page (after a long poll of up to
+    ``wait`` seconds when nothing is there yet), or with Accept: text/event-stream a
+    live SSE stream that ``Last-Event-ID`` resumes (read only for a stream)."""
+    st, store = await _whole_log(request)
+    sse = SSE in (_hdr(request, "accept") or "")
+    if not sse:
+        last_event_id = None
     beat = heartbeat_seconds(heartbeat, st.settings)  # bounded: a floor and a ceiling
-    es = _events_of(ctx.store)
+    es = _events_of(store)
     flt = _filter(stream_prefix, types)
     _strict_ints(request, "limit")
     if last_event_id:
@@ -272,7 +281,7 @@ async def _global(
 async def read_all(
     request: Request[Any, Any, Any],
     from_position: FromPosition = None,
-    limit: Annotated[int, Parameter(query="limit", required=False, ge=1, le=10000)] = 1000,
+    limit: PageLimit = 1000,
     stream_prefix: StreamPrefix = "",
     types: Types = None,
     timeout: Timeout = None,
@@ -280,18 +289,8 @@ async def read_all(
     last_event_id: LastEventId = None,
     wait: Wait = None,
 ) -> ASGIApp:
-    sse = SSE in (_hdr(request, "accept") or "")
     return await _global(
-        request,
-        from_position,
-        limit,
-        stream_prefix,
-        types,
-        timeout,
-        heartbeat,
-        last_event_id if sse else None,
-        sse,
-        wait,
+        request, from_position, limit, stream_prefix, types, timeout, heartbeat, last_event_id, wait
     )
 
 
@@ -308,24 +307,15 @@ async def read_all(
 async def subscribe_events(
     request: Request[Any, Any, Any],
     from_position: FromPosition = None,
-    limit: Annotated[int, Parameter(query="limit", required=False, ge=1, le=10000)] = 1000,
+    limit: PageLimit = 1000,
     stream_prefix: StreamPrefix = "",
     types: Types = None,
     timeout: Timeout = None,
     heartbeat: Heartbeat = None,
     last_event_id: LastEventId = None,
 ) -> ASGIApp:
-    sse = SSE in (_hdr(request, "accept") or "")
     return await _global(
-        request,
-        from_position,
-        limit,
-        stream_prefix,
-        types,
-        timeout,
-        heartbeat,
-        last_event_id if sse else None,
-        sse,
+        request, from_position, limit, stream_prefix, types, timeout, heartbeat, last_event_id
     )
 
 
@@ -502,9 +492,7 @@ async def _require_stream(request: Request[Any, Any, Any], streams: list[str], a
     assert p is not None
     for name in streams:
         if (name.startswith("_") and not p.admin) or not p.allows("events", name, action):
-            st.metrics.denied.labels("403").inc()
-            await _audit_denial(st, request, 403, "scope", p)
-            raise Forbidden("this token's scopes do not allow this request")
+            await _deny(st, request, p)
 
 
 @post(
@@ -519,9 +507,7 @@ async def _require_stream(request: Request[Any, Any, Any], streams: list[str], a
 )
 async def append_many(request: Request[Any, Any, Any]) -> ASGIApp:
     st, ctx = _state(request), _ctx(request)
-    body = _convert(
-        await _decode(request, _batch_limit(st, ctx.store), "appends"), AppendMany, "appends"
-    )
+    body = await _body_as(request, AppendMany, "appends", _batch_limit(st, ctx.store))
     es = _events_of(ctx.store)
     limit = _limits(ctx.store).max_key_bytes
     for i, a in enumerate(body.appends):
@@ -548,10 +534,9 @@ async def list_streams(
     limit: Annotated[int, Parameter(query="limit", required=False, ge=1)] = 100,
     cursor: Annotated[str | None, Parameter(query="cursor", required=False)] = None,
 ) -> ASGIApp:
-    await _require_all_read(request)
-    st, ctx = _state(request), _ctx(request)
+    st, store = await _whole_log(request)
     _strict_ints(request, "limit")
-    es = _events_of(ctx.store)
+    es = _events_of(store)
     page = await st.run(functools.partial(es.streams, prefix, limit=limit, cursor=cursor))
     return _reply(request, page)
 
@@ -570,10 +555,8 @@ _META_FIELDS = ("max_age", "max_count", "truncate_before", "expected_version")
     tags=["events"],
 )
 async def stream_metadata(request: Request[Any, Any, Any], stream: str) -> ASGIApp:
-    st, ctx = _state(request), _ctx(request)
-    name = _stream_name(stream, ctx.store)
-    meta = await st.run(_events_of(ctx.store).stream_metadata, name)
-    return _reply(request, meta)
+    st, es, name = _on_stream(request, stream)
+    return _reply(request, await st.run(es.stream_metadata, name))
 
 
 @put(
@@ -587,9 +570,8 @@ async def stream_metadata(request: Request[Any, Any, Any], stream: str) -> ASGIA
     tags=["events"],
 )
 async def set_stream_metadata(request: Request[Any, Any, Any], stream: str) -> ASGIApp:
-    st, ctx = _state(request), _ctx(request)
-    name = _stream_name(stream, ctx.store)
-    doc = await _decode(request, _value_limit(st, ctx.store), "metadata")
+    st, es, name = _on_stream(request, stream)
+    doc = await _decode(request, _value_limit(st, es.store), "metadata")
     if not isinstance(doc, dict):
         raise InvalidRequest("metadata", f"must be an object with {', '.join(_META_FIELDS)}")
     for key in doc:
@@ -597,7 +579,7 @@ async def set_stream_metadata(request: Request[Any, Any, Any], stream: str) -> A
             raise InvalidRequest(
                 str(key)[:64], f"is not a stream setting (they are {', '.join(_META_FIELDS)})"
             )
-    meta = await st.run(functools.partial(_events_of(ctx.store).set_stream_metadata, name, **doc))
+    meta = await st.run(functools.partial(es.set_stream_metadata, name, **doc))
     return _reply(request, meta)
 
 
@@ -623,10 +605,8 @@ async def delete_stream(
         ),
     ] = None,
 ) -> ASGIApp:
-    st, ctx = _state(request), _ctx(request)
-    name = _stream_name(stream, ctx.store)
+    st, es, name = _on_stream(request, stream)
     expected = _expected(expected_version)
-    es = _events_of(ctx.store)
     result = await st.run(functools.partial(es.delete_stream, name, expected_version=expected))
     return _reply(request, result)
 
@@ -653,9 +633,8 @@ _SNAPSHOT = "/v1/streams/{stream:str}/snapshot"
     tags=["events"],
 )
 async def load_snapshot(request: Request[Any, Any, Any], stream: str) -> ASGIApp:
-    st, ctx = _state(request), _ctx(request)
-    name = _stream_name(stream, ctx.store)
-    snap = await st.run(_events_of(ctx.store).snapshots.load, name)
+    st, es, name = _on_stream(request, stream)
+    snap = await st.run(es.snapshots.load, name)
     return _reply(request, SnapshotReply(snap))
 
 
@@ -669,12 +648,9 @@ async def load_snapshot(request: Request[Any, Any, Any], stream: str) -> ASGIApp
     tags=["events"],
 )
 async def save_snapshot(request: Request[Any, Any, Any], stream: str) -> ASGIApp:
-    st, ctx = _state(request), _ctx(request)
-    name = _stream_name(stream, ctx.store)
-    body = _convert(
-        await _decode(request, _value_limit(st, ctx.store), "snapshot"), SnapshotBody, "snapshot"
-    )
-    snaps = _events_of(ctx.store).snapshots
+    st, es, name = _on_stream(request, stream)
+    body = await _body_as(request, SnapshotBody, "snapshot", _value_limit(st, es.store))
+    snaps = es.snapshots
     snap = await st.run(
         functools.partial(snaps.save, name, body.version, body.state, schema=body.schema)
     )
@@ -691,9 +667,8 @@ async def save_snapshot(request: Request[Any, Any, Any], stream: str) -> ASGIApp
     tags=["events"],
 )
 async def delete_snapshot(request: Request[Any, Any, Any], stream: str) -> ASGIApp:
-    st, ctx = _state(request), _ctx(request)
-    name = _stream_name(stream, ctx.store)
-    deleted = await st.run(_events_of(ctx.store).snapshots.delete, name)
+    st, es, name = _on_stream(request, stream)
+    deleted = await st.run(es.snapshots.delete, name)
     return _reply(request, Deleted(deleted))
 
 
@@ -709,9 +684,8 @@ async def delete_snapshot(request: Request[Any, Any, Any], stream: str) -> ASGIA
     tags=["events"],
 )
 async def last_position(request: Request[Any, Any, Any]) -> ASGIApp:
-    await _require_all_read(request)
-    st, ctx = _state(request), _ctx(request)
-    es = _events_of(ctx.store)
+    st, store = await _whole_log(request)
+    es = _events_of(store)
     return _reply(request, Position(await st.run(_last_position, es)))
 
 
@@ -729,9 +703,8 @@ def _last_position(es: EventStore) -> int:
     responses=_responses(dict[str, Any]),
 )
 async def event_stats(request: Request[Any, Any, Any]) -> ASGIApp:
-    await _require_all_read(request)
-    st, ctx = _state(request), _ctx(request)
-    return _reply(request, await st.run(_events_of(ctx.store).stats))
+    st, store = await _whole_log(request)
+    return _reply(request, await st.run(_events_of(store).stats))
 
 
 # -- checkpoints: durable subscriptions and projections run by clients ---------------------
@@ -757,6 +730,14 @@ def _checkpoints(store: Store, kind: str) -> Namespace:
     return store._system_namespace(kind)
 
 
+async def _checkpoint_reply(request: Request[Any, Any, Any], name: str, kind: str) -> ASGIApp:
+    """GET of one checkpoint (a durable subscription's or a projection's): its item or
+    null, for readers of the whole log only."""
+    st, store = await _whole_log(request)
+    item = await st.run(_checkpoints(store, kind).get, _checkpoint_name(name))
+    return _reply(request, ItemReply(item))
+
+
 def _reset_subscription(store: Store, name: str, position: Any) -> Item | None:
     """``reset_subscription``: set a durable subscription's checkpoint (refused while a
     consumer holds its lease), at most the log's end."""
@@ -780,9 +761,8 @@ def _reset_subscription(store: Store, name: str, position: Any) -> Item | None:
     tags=["events"],
 )
 async def list_subscriptions(request: Request[Any, Any, Any]) -> ASGIApp:
-    await _require_all_read(request)
-    st, ctx = _state(request), _ctx(request)
-    return _reply(request, await st.run(subscription_status, _events_of(ctx.store)))
+    st, store = await _whole_log(request)
+    return _reply(request, await st.run(subscription_status, _events_of(store)))
 
 
 @get(
@@ -794,11 +774,7 @@ async def list_subscriptions(request: Request[Any, Any, Any]) -> ASGIApp:
     tags=["events"],
 )
 async def get_subscription(request: Request[Any, Any, Any], name: CheckpointName) -> ASGIApp:
-    await _require_all_read(request)
-    st, ctx = _state(request), _ctx(request)
-    key = _checkpoint_name(name)
-    item = await st.run(_checkpoints(ctx.store, SUBSCRIPTIONS_NS).get, key)
-    return _reply(request, ItemReply(item))
+    return await _checkpoint_reply(request, name, SUBSCRIPTIONS_NS)
 
 
 @put(
@@ -812,11 +788,10 @@ async def get_subscription(request: Request[Any, Any, Any], name: CheckpointName
     tags=["events"],
 )
 async def put_subscription(request: Request[Any, Any, Any], name: CheckpointName) -> ASGIApp:
-    await _require_all_read(request)
-    st, ctx = _state(request), _ctx(request)
+    st, store = await _whole_log(request)
     key = _checkpoint_name(name)
-    body = _convert(await _decode(request, 4096, "checkpoint"), CheckpointBody, "checkpoint")
-    item = await st.run(_reset_subscription, ctx.store, key, body.position)
+    body = await _body_as(request, CheckpointBody, "checkpoint", 4096)
+    item = await st.run(_reset_subscription, store, key, body.position)
     # An operator's action on another reader's bookmark: audited like admin actions.
     await _audit_admin(request, "subscription.reset", name=key[:256], position=body.position)
     return _reply(request, ItemReply(item))
@@ -831,9 +806,8 @@ async def put_subscription(request: Request[Any, Any, Any], name: CheckpointName
     tags=["events"],
 )
 async def list_projections(request: Request[Any, Any, Any]) -> ASGIApp:
-    await _require_all_read(request)
-    st, ctx = _state(request), _ctx(request)
-    return _reply(request, await st.run(_events_of(ctx.store).projection_status))
+    st, store = await _whole_log(request)
+    return _reply(request, await st.run(_events_of(store).projection_status))
 
 
 @get(
@@ -845,11 +819,7 @@ async def list_projections(request: Request[Any, Any, Any]) -> ASGIApp:
     tags=["events"],
 )
 async def get_projection(request: Request[Any, Any, Any], name: CheckpointName) -> ASGIApp:
-    await _require_all_read(request)
-    st, ctx = _state(request), _ctx(request)
-    key = _checkpoint_name(name)
-    item = await st.run(_checkpoints(ctx.store, PROJECTIONS_NS).get, key)
-    return _reply(request, ItemReply(item))
+    return await _checkpoint_reply(request, name, PROJECTIONS_NS)
 
 
 @delete(
@@ -867,11 +837,10 @@ async def delete_projection(
     name: CheckpointName,
     if_version: Annotated[int | None, Parameter(query="if_version", required=False, ge=1)] = None,
 ) -> ASGIApp:
-    await _require_all_read(request)
-    st, ctx = _state(request), _ctx(request)
+    st, store = await _whole_log(request)
     _strict_ints(request, "if_version")
     key = _checkpoint_name(name)
-    ns = _checkpoints(ctx.store, PROJECTIONS_NS)
+    ns = _checkpoints(store, PROJECTIONS_NS)
     deleted = await st.run(functools.partial(ns.delete, key, if_version=if_version))
     await _audit_admin(request, "projection.reset", name=key[:256], deleted=deleted)
     return _reply(request, Deleted(deleted))

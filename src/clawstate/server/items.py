@@ -9,6 +9,8 @@ AsyncStore, whose write batcher group-commits the plain ones.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import msgspec
@@ -28,14 +30,15 @@ from .._wire import (
     parse_etag,
     unquote_key,
 )
+from ..config.limits import SERVER_MAX_QUERY_SCAN
 from ..errors import InvalidRequest, VersionConflict
-from ..store import Namespace
+from ..store import Namespace, Store
 from ..types import Item, Page
 from .http import (
     Conn,
     Raw,
     batch_limit,
-    convert,
+    body_as,
     ctx_of,
     decode,
     header,
@@ -82,6 +85,42 @@ class PolicyDoc(msgspec.Struct):
 
 #: What reading one item needs (the edge checks it too: it answers this route itself).
 ITEM_READ = ("ns", "read")
+
+
+def _namespace(
+    request: Request[Any, Any, Any], namespace: str
+) -> tuple[ServerState, Store, Namespace]:
+    """What every namespace route starts from: the server's state, the caller's store
+    and the namespace as the operator's policy makes it."""
+    store = ctx_of(request).store
+    return state_of(request), store, store.namespace(namespace)
+
+
+def _counted(
+    request: Request[Any, Any, Any],
+    namespace: str,
+    op: str,
+    result: Any,
+    n: int = 1,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Raw:
+    """The reply to a namespace operation that ran, counted in the per-namespace metrics
+    first: every item route ends this way, so none can forget the count."""
+    state_of(request).metrics.store_op(namespace, op, n)
+    return reply(request, result, status, headers)
+
+
+@contextmanager
+def _conflict_is_412(by_header: bool) -> Iterator[None]:
+    """A version conflict on a write conditioned by a header (If-Match, If-None-Match)
+    is 412 Precondition Failed; one on the ``if_version`` parameter stays the store's 409."""
+    try:
+        yield
+    except VersionConflict as exc:
+        if by_header:
+            raise HTTPProblem(exc, 412) from None
+        raise
 
 
 @get(
@@ -191,7 +230,7 @@ async def put_item(
     value = await decode(request, value_limit(st, store), "value")
     header_condition = if_absent or if_match is not None
     if_version = await _precondition(st, ans.sync, k, if_match, if_version)
-    try:
+    with _conflict_is_412(header_condition):
         # Through the AsyncStore's write batcher: plain puts of this event-loop
         # iteration share one commit (clawstate._batch).
         item = await ans.put(
@@ -203,17 +242,9 @@ async def put_item(
             idempotency_key=idempotency_key,
             keep_ttl=keep_ttl,
         )
-    except VersionConflict as exc:
-        if header_condition:
-            raise HTTPProblem(exc, 412) from None
-        raise
-    st.metrics.store_op(namespace, "put")
-    return reply(
-        request,
-        meta_of(item),
-        201 if item.version == 1 else 200,
-        headers={"etag": format_etag(item.etag)},
-    )
+    status = 201 if item.version == 1 else 200
+    etag = {"etag": format_etag(item.etag)}
+    return _counted(request, namespace, "put", meta_of(item), status=status, headers=etag)
 
 
 @delete(
@@ -233,20 +264,14 @@ async def delete_item(
     if_match: Annotated[str | None, Parameter(header="if-match", required=False)] = None,
     idempotency_key: IdemHeader = None,
 ) -> ASGIApp:
-    st, ctx = state_of(request), ctx_of(request)
-    ns = ctx.store.namespace(namespace)
-    k = item_key(key, ctx.store)
+    st, store, ns = _namespace(request, namespace)
+    k = item_key(key, store)
     if if_version is not None:
         strict_ints(request, "if_version")
     if_version = await _precondition(st, ns, k, if_match, if_version)
-    try:
+    with _conflict_is_412(if_match is not None):
         deleted = await st.run(ns.delete, k, if_version=if_version, idempotency_key=idempotency_key)
-    except VersionConflict as exc:
-        if if_match is not None:
-            raise HTTPProblem(exc, 412) from None
-        raise
-    st.metrics.store_op(namespace, "delete")
-    return reply(request, Deleted(deleted))
+    return _counted(request, namespace, "delete", Deleted(deleted))
 
 
 @get(
@@ -264,12 +289,9 @@ async def scan_items(
     limit: Annotated[int, Parameter(query="limit", required=False, ge=1)] = 100,
     cursor: Annotated[str | None, Parameter(query="cursor", required=False)] = None,
 ) -> ASGIApp:
-    st, ctx = state_of(request), ctx_of(request)
-    ns = ctx.store.namespace(namespace)
+    st, _, ns = _namespace(request, namespace)
     strict_ints(request, "limit")
-    page = await st.run(ns.scan, prefix, limit, cursor)
-    st.metrics.store_op(namespace, "scan")
-    return reply(request, page)
+    return _counted(request, namespace, "scan", await st.run(ns.scan, prefix, limit, cursor))
 
 
 @post(
@@ -284,13 +306,21 @@ async def scan_items(
 async def query_items(
     request: Request[Any, Any, Any],
     namespace: NsParam,
+    explain: Annotated[
+        bool,
+        Parameter(
+            query="explain",
+            required=False,
+            description="Add the page's plan: index used, strategy, rows read.",
+        ),
+    ] = False,
 ) -> ASGIApp:
-    st, ctx = state_of(request), ctx_of(request)
-    ns = ctx.store.namespace(namespace)
+    st, store, ns = _namespace(request, namespace)
     query = await decode(request, min(st.settings.max_body_bytes, 1024 * 1024), "query")
-    page = await st.run(ns.query, query)
-    st.metrics.store_op(namespace, "query")
-    return reply(request, page)
+    configured = store.config.limits.max_query_scan
+    bound = SERVER_MAX_QUERY_SCAN if configured is None else configured
+    page = await st.run(ns.query, query, explain=explain, max_scan=bound)
+    return _counted(request, namespace, "query", page)
 
 
 @post(
@@ -306,16 +336,10 @@ async def get_many(
     request: Request[Any, Any, Any],
     namespace: NsParam,
 ) -> ASGIApp:
-    st, ctx = state_of(request), ctx_of(request)
-    ns = ctx.store.namespace(namespace)
-    lim = limits_of(ctx.store)
-    body = await decode(
-        request, min(st.settings.max_body_bytes, lim.max_batch * 4200 + 1024), "keys"
-    )
-    keys = convert(body, BatchGet, "keys").keys
-    found = await st.run(ns.get_many, keys)
-    st.metrics.store_op(namespace, "get_many")
-    return reply(request, ItemsByKey(found))
+    st, store, ns = _namespace(request, namespace)
+    limit = min(st.settings.max_body_bytes, limits_of(store).max_batch * 4200 + 1024)
+    keys = (await body_as(request, BatchGet, "keys", limit)).keys
+    return _counted(request, namespace, "get_many", ItemsByKey(await st.run(ns.get_many, keys)))
 
 
 @post(
@@ -332,12 +356,10 @@ async def put_many(
     namespace: NsParam,
     idempotency_key: IdemHeader = None,
 ) -> ASGIApp:
-    st, ctx = state_of(request), ctx_of(request)
-    ns = ctx.store.namespace(namespace)
-    body = convert(await decode(request, batch_limit(st, ctx.store), "items"), BatchPut, "items")
+    st, store, ns = _namespace(request, namespace)
+    body = await body_as(request, BatchPut, "items", batch_limit(st, store))
     items = await st.run(ns.put_many, body.items, ttl=body.ttl, idempotency_key=idempotency_key)
-    st.metrics.store_op(namespace, "put", len(items))
-    return reply(request, ItemsMeta([meta_of(i) for i in items]))
+    return _counted(request, namespace, "put", ItemsMeta([meta_of(i) for i in items]), len(items))
 
 
 @get(
@@ -349,11 +371,8 @@ async def put_many(
     tags=["items"],
 )
 async def count_items(request: Request[Any, Any, Any], namespace: NsParam) -> ASGIApp:
-    st, ctx = state_of(request), ctx_of(request)
-    ns = ctx.store.namespace(namespace)
-    n = await st.run(ns.count)
-    st.metrics.store_op(namespace, "count")
-    return reply(request, Count(n))
+    st, _, ns = _namespace(request, namespace)
+    return _counted(request, namespace, "count", Count(await st.run(ns.count)))
 
 
 @get(

@@ -65,6 +65,10 @@ class _Answer(Generic[T]):
         self.frames = frames
 
 
+class _Retry(Exception):
+    """The stream that read for the others was cancelled: read again."""
+
+
 class Feed(Generic[T]):
     """Every SSE stream of this server on one filtered view of one log.
 
@@ -83,7 +87,8 @@ class Feed(Generic[T]):
         self._frame = frame
         self._run = run
         self._settle = settle
-        self._inflight: dict[tuple[int, int], asyncio.Future[_Answer[T]]] = {}
+        #: reads in flight, with the futures of the streams that wait for each
+        self._inflight: dict[tuple[int, int], list[asyncio.Future[_Answer[T]]]] = {}
         self._recent: OrderedDict[tuple[int, int], _Answer[T]] = OrderedDict()
         #: reads issued to the log (stats and tests: N followers, one read per change)
         self.reads = 0
@@ -105,32 +110,46 @@ class Feed(Generic[T]):
         return _Answer(batch, first, [self._frame(r) for r in batch.rows])
 
     async def read(self, after: int, limit: int) -> _Answer[T]:
-        """The answer for ``(after, limit)``: cached, in flight, or read now."""
+        """The answer for ``(after, limit)``: cached, in flight, or read now.
+
+        A stream that finds the read in flight parks a future of its own on it, which
+        the reader resolves: no ``asyncio.shield`` (an outer future and two callbacks
+        per stream per change), and a cancelled stream cancels only its own future."""
         key = (after, limit)
         got = self._recent.get(key)
         if got is not None:
             return got
-        pending = self._inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
         loop = asyncio.get_running_loop()
-        pending = self._inflight[key] = loop.create_future()
+        parked = self._inflight.get(key)
+        if parked is not None:
+            mine: asyncio.Future[_Answer[T]] = loop.create_future()
+            parked.append(mine)
+            try:
+                return await mine
+            except _Retry:
+                return await self.read(after, limit)
+        parked = self._inflight[key] = []
         try:
             self.reads += 1
             answer: _Answer[T] = await self._run(self._read, after, limit)
         except BaseException as exc:
-            if not pending.done():
-                pending.set_exception(exc)
-                pending.exception()  # retrieved: no "never retrieved" warning if alone
-            raise
-        finally:
             del self._inflight[key]
-        pending.set_result(answer)
+            for fut in parked:
+                if not fut.done():
+                    # a cancelled reader is not the others' error: they read again
+                    fut.set_exception(
+                        exc if not isinstance(exc, asyncio.CancelledError) else _Retry()
+                    )
+            raise
+        del self._inflight[key]
         batch = answer.batch
         if batch.rows or batch.end > after:  # an empty answer must be read again
             self._recent[key] = answer
             while len(self._recent) > RECENT:
                 self._recent.popitem(last=False)
+        for fut in parked:
+            if not fut.done():
+                fut.set_result(answer)
         return answer
 
 
@@ -268,11 +287,16 @@ async def sse_follow(
                     now = loop.time()
                     deadline = None if timeout is None else now + timeout
                     next_beat = now + beat
-                continue
-            if cursor.position > before:
+                if len(rows) >= limit:
+                    continue  # a full batch: read on at once
+                # Wait rather than read again: the hub answers at once when it already
+                # knows of a row after the new position, so nothing is missed — and
+                # 1,000 streams do not each await a second (empty) shared read per
+                # change before they park.
+            elif cursor.position > before:
                 woke = False
                 continue  # rows of other filters skipped: there may be more to read
-            if woke:
+            elif woke:
                 # Woken, yet nothing to read: the log's end is ahead of its readable
                 # rows (a commit not yet visible to this read).  Do not spin on it.
                 await asyncio.sleep(IDLE_WAKE)

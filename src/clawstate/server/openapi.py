@@ -237,35 +237,6 @@ BODIES: dict[str, tuple[dict[str, Any], str]] = {
         "Writes to commit atomically across namespaces of one backend, and event appends "
         "(tx.events) committed with them.",
     ),
-    "appendEvents": (
-        {
-            "type": "object",
-            "required": ["events"],
-            "properties": {
-                "events": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["type"],
-                        "properties": {
-                            "type": {"type": "string"},
-                            "data": {"type": "object"},
-                            "metadata": {"type": ["object", "null"]},
-                            "id": {"type": "string", "format": "uuid"},
-                            "schema_version": {"type": "integer"},
-                        },
-                    },
-                },
-                "expected_version": {
-                    "oneOf": [
-                        {"type": "integer", "minimum": 0},
-                        {"enum": ["any", "no_stream", "stream_exists"]},
-                    ]
-                },
-            },
-        },
-        "Events to append atomically, and the version the stream must be at.",
-    ),
     "createToken": (
         {
             "type": "object",
