@@ -89,6 +89,7 @@ __all__ = [
     "SweepResult",
     "Write",
     "WriteUnit",
+    "compiled_plan",
     "visible_from",
 ]
 
@@ -303,6 +304,23 @@ Decoder = Callable[[StoredItem], Any]
 #: ``progress(done, total)``: how many rows a long maintenance step (an index backfill)
 #: has done of how many; called from the thread doing the work.
 Progress = Callable[[int, int], None]
+
+
+def compiled_plan(
+    backend: str, found: int, opaque: int, limit: int, index: str | None, detail: list[str]
+) -> QueryPlan:
+    """The plan of a page a SQL backend compiled: ``found`` rows came from the SQL
+    (``limit + 1`` of them means it stopped early) and ``opaque`` encrypted rows, which
+    SQL cannot filter, were read and filtered in Python on top — then the page is a
+    scan; otherwise the index that served it (``index``), or plain SQL."""
+    return QueryPlan(
+        backend,
+        "scan" if opaque else ("index" if index else "sql"),
+        found + opaque,
+        found > limit,
+        index,
+        detail,
+    )
 
 
 class QueryResult(msgspec.Struct, frozen=True, gc=False):

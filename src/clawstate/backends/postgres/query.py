@@ -33,7 +33,7 @@ from ...query import MAX_PATH_SEGMENTS, And, Compare, Eq, Filter, In, Or, run_qu
 from ...query.indexable import serving_path
 from ...query.run import scan_refused
 from ...types import QueryPlan
-from ..base import Decoder, Progress, QueryResult
+from ..base import Decoder, Progress, QueryResult, compiled_plan
 from ._core import PostgresCore
 from .schema import _ITEM_COLS, _LIVE
 from .values import OPAQUE_ENCRYPTED
@@ -358,16 +358,7 @@ class PostgresQueries(PostgresCore):
         page = run_query(query, ((it.key, decode(it), it) for it in items))
         detail = self._explain(text, params) if explain else []
         index = next((m.group(0) for line in detail for m in [_INDEX_NAME.search(line)] if m), None)
-        # Opaque (encrypted) rows cannot be filtered in SQL: with any, the page is a
-        # scan of those rows in Python on top of the SQL page.
-        plan = QueryPlan(
-            "postgres",
-            "scan" if opaque else ("index" if index else "sql"),
-            len(rows) + len(opaque),
-            len(rows) > query.limit,
-            index,
-            detail,
-        )
+        plan = compiled_plan("postgres", len(rows), len(opaque), query.limit, index, detail)
         return QueryResult(page.items, page.token, plan)
 
     def _refuse_scan(self, nid: int, query: Query, max_scan: int) -> None:

@@ -30,7 +30,16 @@ from ...query import MAX_PATH_SEGMENTS, run_query
 from ...query.indexable import serving_path
 from ...query.run import resume_key, scan_refused
 from ...types import QueryPlan
-from ..base import OP_PUT, OP_REWRAP, Decoder, Progress, QueryResult, StoredItem, WriteUnit
+from ..base import (
+    OP_PUT,
+    OP_REWRAP,
+    Decoder,
+    Progress,
+    QueryResult,
+    StoredItem,
+    WriteUnit,
+    compiled_plan,
+)
 from .docs import Doc, value_doc, write_doc
 from .errors import translate as _translate
 from .query import PROBE, Unsupported, compile_page, index_expr, index_name, inlinable
@@ -266,14 +275,7 @@ class SQLiteQueries:
             index = next((n for line in detail for n in names if n in line.split()), None)
         else:
             index = hinted or (ready[served] if served is not None and query.sort else None)
-        plan = QueryPlan(
-            "sqlite",
-            "scan" if opaque else ("index" if index else "sql"),
-            len(found) + len(opaque),
-            len(found) > query.limit,
-            index,
-            detail,
-        )
+        plan = compiled_plan("sqlite", len(found), len(opaque), query.limit, index, detail)
         return QueryResult(page.items, page.token, plan)
 
     def _refuse_beyond(self, nid: int, query: Query, now: float, max_scan: int) -> None:
