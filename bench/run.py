@@ -34,6 +34,7 @@ AREAS = [
     "bench.server_http",
     "bench.wakeups",
     "bench.followers",
+    "bench.queries",
 ]
 
 

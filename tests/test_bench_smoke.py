@@ -27,6 +27,13 @@ TITLES = [
     "### 8a. `close()` wakes a blocked follower",
     "### 8b. Idle followers: CPU and threads",
     "### 8c. Fan-out: SSE watchers of one namespace on `clawstate serve`",
+    "### Q1. SQLite growth table: one namespace growing with `put_many`",
+    "### Q2. Indexed EQ query, limit 100: clawstate vs raw sqlite3",
+    "### Q3. Unindexed query with evenly spread matches vs the full-scan cost",
+    "### Q4. `stats()` at each size",
+    "### Q5. PostgreSQL: indexed EQ query vs raw psycopg",
+    "### Q6a. Writes with 2 declared indexes: `put_many` of 1,000",
+    "### Q6b. Writes with 2 declared indexes: single puts",
 ]
 
 
