@@ -222,6 +222,65 @@ def test_index_after_data_serves_and_explain_names_it(tmp_path: Path) -> None:
     backend.close()
 
 
+def test_keyed_index_reads_an_eq_page_in_key_order(tmp_path: Path) -> None:
+    """The index holds (value, key): an EQ page without a sort reads exactly limit + 1
+    entries in key order, with no sort step, however many rows share the value."""
+    backend = _backend(tmp_path / "s.db")
+    # Inserted against key order, so rowid order is not key order.
+    rows = {
+        f"k{i:05d}": {"user": "dense" if i % 4 else f"u{i % 7}", "n": i % 3} for i in range(3000)
+    }
+    _put(backend, dict(reversed(list(rows.items()))))
+    names = backend.ensure_index(NS, ["user", "n"])
+    now = time.time()
+    for flt in (
+        {"EQ": {"user": "dense"}},
+        {"EQ": {"user": "u3"}},
+        {"EQ": {"n": 2}},
+        {"AND": [{"EQ": {"user": "dense"}}, {"EQ": {"n": 1}}]},
+    ):
+        q = parse_query({"filter": flt, "page": {"limit": 5}})
+        got = backend.query(NS, q, _decode, now, explain=True)
+        want = run_query(q, ((k, v, k) for k, v in sorted(rows.items())), key_ordered=True)
+        assert [i.key for i in got.items] == want.items
+        assert got.token == want.token
+        assert got.plan.rows_read == 6 and got.plan.index in names
+        assert not any("TEMP B-TREE" in line for line in got.plan.detail), got.plan.detail
+        resumed = parse_query({"filter": flt, "page": {"limit": 5, "token": got.token}})
+        nxt = backend.query(NS, resumed, _decode, now)
+        assert [i.key for i in nxt.items] == run_query(
+            parse_query({"filter": flt, "page": {"limit": 5, "token": want.token}}),
+            ((k, v, k) for k, v in sorted(rows.items())),
+        ).items
+    backend.close()
+
+
+def test_value_only_index_of_an_older_store_is_rebuilt_keyed(tmp_path: Path) -> None:
+    backend = _backend(tmp_path / "s.db")
+    _put(backend, {f"k{i}": {"user": f"u{i % 3}"} for i in range(30)})
+    (name,) = backend.ensure_index(NS, ["user"])
+    old = name.removesuffix("_k")
+    conn = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    # What an older clawstate left: the index on the value alone, under the old name.
+    conn.execute(f'DROP INDEX "{name}"')
+    conn.execute(f"""CREATE INDEX "{old}" ON items (json_extract(doc, '$."user"')) WHERE ns = 1""")
+    conn.execute("UPDATE query_indexes SET name = ?", (old,))
+    backend.close()
+    backend = _backend(tmp_path / "s.db")
+    q = parse_query({"filter": {"EQ": {"user": "u1"}}, "page": {"limit": 3}})
+    served = backend.query(NS, q, _decode, time.time(), explain=True)
+    assert served.plan.index == old  # still serves (through the probe)
+    assert backend.ensure_index(NS, ["user"]) == [name]
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert name in indexes and old not in indexes
+    assert conn.execute("SELECT name, state FROM query_indexes").fetchall() == [(name, "ready")]
+    again = backend.query(NS, q, _decode, time.time(), explain=True)
+    assert again.plan.index == name
+    assert [i.key for i in again.items] == [i.key for i in served.items]
+    conn.close()
+    backend.close()
+
+
 @pytest.mark.parametrize("bad", ["", "a..b", "a.0", 'a"b', "a\\b", "a\x00", "x" + ".y" * 40])
 def test_hostile_index_paths_are_refused(tmp_path: Path, bad: str) -> None:
     backend = _backend(tmp_path / "s.db")

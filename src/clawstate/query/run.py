@@ -78,6 +78,7 @@ def run_query(
     *,
     key_ordered: bool = False,
     max_read: int | None = None,
+    prefiltered: bool = False,
 ) -> QueryRun[T]:
     """One page of ``rows`` (``(key, decoded_value, payload)``) for the query.
 
@@ -90,10 +91,13 @@ def run_query(
     Raises InvalidRequest (``query.page.token``) for a malformed token or one from
     another query, and (``query``, :func:`scan_refused`) when more than ``max_read``
     rows would be read — before the read goes further, so nothing is decoded past it.
+    ``prefiltered`` promises that every row matches the filter (a backend's compiled
+    SQL evaluated it exactly): the predicate is not run again, and a query without a
+    sort then never looks at the values (they may be ``None``, undecoded).
     """
     plan = _Plan(query)
     after = plan.decode_token(query.token) if query.token else None
-    predicate = plan.predicate
+    predicate = None if prefiltered else plan.predicate
     key_fn = plan.key_fn()
     read = 0
 

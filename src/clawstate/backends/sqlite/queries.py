@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from ...errors import ClawStateError, InvalidRequest
-from ...query import MAX_PATH_SEGMENTS, run_query
+from ...query import MAX_PATH_SEGMENTS, And, Eq, Filter, run_query
 from ...query.indexable import serving_path
 from ...query.run import resume_key, scan_refused
 from ...types import QueryPlan
@@ -42,8 +42,16 @@ from ..base import (
 )
 from .docs import Doc, value_doc, write_doc
 from .errors import translate as _translate
-from .query import PROBE, Unsupported, compile_page, index_expr, index_name, inlinable
-from .schema import _ITEM_COLS, _LIVE
+from .query import (
+    KEYED_SUFFIX,
+    PROBE,
+    Unsupported,
+    compile_page,
+    index_columns,
+    index_name,
+    inlinable,
+)
+from .schema import _ITEM_COLS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -54,6 +62,20 @@ __all__ = ["SQLiteQueries"]
 
 #: Rows per backfill transaction: ~20 ms of write lock at the measured rate.
 _CHUNK: Final = 2000
+
+
+def _keyed_eq(flt: Filter | None, path: tuple[str, ...]) -> bool:
+    """Whether ``flt`` requires an ``EQ`` on ``path`` that the keyed index on ``path``
+    looks up by value (a string or a number: ``null`` and booleans compile to a
+    ``json_type`` test the index does not hold).  Such an index yields that value's
+    rows in key order — the order of a query without a sort — so it reads the page's
+    ``limit + 1`` matches and stops: never more rows than the key-ordered scan, which
+    passes the same rows in the same order among the others.  No probe is needed."""
+    if isinstance(flt, Eq):
+        return flt.path == path and flt.operand.kind in ("string", "number")
+    if isinstance(flt, And):
+        return any(_keyed_eq(c, path) for c in flt.clauses)
+    return False
 
 
 class SQLiteQueries:
@@ -223,15 +245,18 @@ class SQLiteQueries:
         reason: str | None = None
         text, params = "", dict[str, Any]()
         hinted: str | None = None
-        if conn.execute(
-            f"SELECT 1 FROM items WHERE ns = {int(nid)} AND opaque IS NULL LIMIT 1"
-        ).fetchone():
+        opaque, undocumented = self._python_rows(conn, nid, now)
+        if undocumented:
             reason = "rows written before the JSON copy existed are still being backfilled"
         else:
             try:
                 text, _, params = compile_page(nid, query, now, _ITEM_COLS)
                 if served is not None and not query.sort:
-                    hinted = self._pick_index(nid, query, now, ready[served])
+                    name = ready[served]
+                    if name.endswith(KEYED_SUFFIX) and _keyed_eq(query.filter, served):
+                        hinted = name  # reads exactly the page's entries, in key order
+                    else:
+                        hinted = self._pick_index(nid, query, now, name)
                     if hinted is not None:
                         text, _, params = compile_page(nid, query, now, _ITEM_COLS, hinted)
             except Unsupported as exc:
@@ -260,13 +285,19 @@ class SQLiteQueries:
         if bounded and len(found) <= query.limit:
             assert max_scan is not None
             self._refuse_beyond(nid, query, now, max_scan)
-        opaque = conn.execute(
-            f"SELECT {_ITEM_COLS} FROM items WHERE ns = {int(nid)} AND opaque IS NOT 0 AND {_LIVE}",
-            (now,),
-        ).fetchall()
         items = [self._item(namespace, r) for r in found]
-        items.extend(self._item(namespace, r) for r in opaque)
-        page = run_query(query, ((it.key, decode(it), it) for it in items), key_ordered=not opaque)
+        if opaque:
+            items.extend(self._item(namespace, r) for r in opaque)
+            rows = ((it.key, decode(it), it) for it in items)
+            page = run_query(query, rows, key_ordered=False)
+        elif query.sort:  # the evaluator orders ties and issues tokens by the values
+            rows = ((it.key, decode(it), it) for it in items)
+            page = run_query(query, rows, key_ordered=True, prefiltered=True)
+        else:
+            # SQL evaluated the filter exactly: no value is decoded here (the facade
+            # decodes each returned row once, building its Item).
+            rows = ((it.key, None, it) for it in items)
+            page = run_query(query, rows, key_ordered=True, prefiltered=True)
         names = set(ready.values())
         index: str | None
         detail: list[str] = []
@@ -277,6 +308,27 @@ class SQLiteQueries:
             index = hinted or (ready[served] if served is not None and query.sort else None)
         plan = compiled_plan("sqlite", len(found), len(opaque), query.limit, index, detail)
         return QueryResult(page.items, page.token, plan)
+
+    @staticmethod
+    def _python_rows(
+        conn: sqlite3.Connection, nid: int, now: float
+    ) -> tuple[list[tuple[Any, ...]], bool]:
+        """The namespace's live rows SQL cannot evaluate (encrypted or not exactly
+        representable: ``opaque = 1``), and whether any row still lacks its JSON copy
+        (``opaque IS NULL``: then SQL cannot answer at all).
+
+        One read of the partial index ``items_python`` (``opaque IS NOT 0``, which
+        NULL passes too) answers both: it is empty in the usual store, and it stops at
+        the first row to backfill."""
+        rows: list[tuple[Any, ...]] = []
+        for r in conn.execute(
+            f"SELECT {_ITEM_COLS}, opaque FROM items WHERE ns = {int(nid)} AND opaque IS NOT 0"
+        ):
+            if r[7] is None:
+                return rows, True
+            if r[6] is None or r[6] > now:
+                rows.append(r[:7])
+        return rows, False
 
     def _refuse_beyond(self, nid: int, query: Query, now: float, max_scan: int) -> None:
         """Raise :func:`scan_refused` when live rows lie beyond the ``max_scan`` a
@@ -306,7 +358,9 @@ class SQLiteQueries:
         range read).  Fewer: the lookup plus a sort of that few wins, and the page is
         forced through the index (``INDEXED BY``).  More: the matches are dense and the
         scan reaches ``limit + 1`` of them soon.  A filter the index cannot serve alone
-        (an ``OR`` over several) leaves the choice to the planner."""
+        (an ``OR`` over several) leaves the choice to the planner.  (An ``EQ`` on a
+        keyed index skips this: see :func:`_keyed_eq`.  The probe stays for ``IN`` and
+        ranges, whose matches span several values and so are not in key order.)"""
         _, probe, params = compile_page(nid, query, now, "1", name)
         try:
             found = int(self._conn().execute(probe, params).fetchone()[0])
@@ -427,6 +481,14 @@ class SQLiteQueries:
                 "VALUES (?, ?, ?, 'building')",
                 (nid, ".".join(path), name),
             )
+            # An index an older clawstate declared (on the value alone, see
+            # query.index_columns) is rebuilt in the keyed shape; the old one keeps
+            # existing until the new one is built (_build_index drops it).
+            conn.execute(
+                "UPDATE query_indexes SET name = ?, state = 'building' "
+                "WHERE ns = ? AND path = ? AND name <> ?",
+                (name, nid, ".".join(path), name),
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -443,9 +505,11 @@ class SQLiteQueries:
             ).fetchone()
             if row is None or row[0] != "ready":
                 conn.execute(
-                    f'CREATE INDEX IF NOT EXISTS "{name}" ON items ({index_expr(path)}) '
+                    f'CREATE INDEX IF NOT EXISTS "{name}" ON items ({index_columns(path)}) '
                     f"WHERE ns = {int(nid)}"
                 )
+                if name.endswith(KEYED_SUFFIX):  # the older shape's index, if any
+                    conn.execute(f'DROP INDEX IF EXISTS "{name.removesuffix(KEYED_SUFFIX)}"')
                 conn.execute(
                     "UPDATE query_indexes SET state = 'ready' WHERE ns = ? AND path = ?",
                     (nid, ".".join(path)),

@@ -35,10 +35,19 @@ from typing import Any, Final
 
 from ...query import And, Compare, Eq, Filter, In, Or, Query
 
-__all__ = ["Unsupported", "compile_page", "index_expr", "index_name", "inlinable"]
+__all__ = [
+    "KEYED_SUFFIX",
+    "Unsupported",
+    "compile_page",
+    "index_columns",
+    "index_expr",
+    "index_name",
+    "inlinable",
+]
 
 #: How many matches an index lookup may find before a query without a sort is left to
-#: the key-ordered scan (see SQLiteQueries._query).
+#: the key-ordered scan (see SQLiteQueries._pick_index).  An ``EQ`` on a keyed index
+#: (:func:`index_columns`) is never probed: that lookup is already in key order.
 PROBE: Final = 2000
 _CMP_SQL: Final = {"GT": ">", "GTE": ">=", "LT": "<", "LTE": "<="}
 _I64: Final = 2**63 - 1
@@ -117,9 +126,26 @@ def index_expr(path: tuple[str, ...]) -> str:
     return f"json_extract(doc, {json_path(path)})"
 
 
+def index_columns(path: tuple[str, ...]) -> str:
+    """The column list of the index on ``path``: the value, then the key.
+
+    ``items`` is a rowid table, so an index on the value alone orders the entries of
+    one value by rowid (insertion order): a page in key order had to find *every*
+    match and sort them (``USE TEMP B-TREE FOR ORDER BY``, growing with the matches).
+    With the key as second column one value's entries lie in key order: an ``EQ``
+    page without a sort reads exactly its ``limit + 1`` entries and stops."""
+    return f"{index_expr(path)}, key"
+
+
+#: The suffix that marks an index of the :func:`index_columns` shape; an index
+#: without it (declared by an older clawstate, on the value alone) is rebuilt by the
+#: next ``ensure_index`` and meanwhile still serves, through the probe.
+KEYED_SUFFIX: Final = "_k"
+
+
 def index_name(nid: int, path: tuple[str, ...]) -> str:
     digest = hashlib.blake2b("\x1f".join(path).encode(), digest_size=8).hexdigest()
-    return f"items_q{nid}_{digest}"
+    return f"items_q{nid}_{digest}{KEYED_SUFFIX}"
 
 
 def _text_ok(value: str) -> str:
