@@ -51,6 +51,17 @@ __all__ = ["SQLiteBackend"]
 
 #: How many keys a problem line of ``check()`` names before "… and N more".
 _SHOWN = 5
+#: WAL frames (4 KiB pages) before a commit checkpoints, instead of SQLite's 1,000.
+#: A write into a namespace with a declared index on a spread-out field (``user``)
+#: dirties about one index leaf page per item, so a ``put_many`` of 1,000 alone
+#: wrote > 1,000 frames and every commit paid a checkpoint (page copies into the
+#: database file and, at ``process`` durability, its fsync).  At 10,000 the
+#: checkpoint runs every ~10 such batches and copies each repeatedly dirtied leaf
+#: once.  Measured (200k items, 2 indexes, put_many of 1,000): the upsert statements
+#: 7.5k -> 12.8k rows/s.  Cost: the WAL grows to ~40 MiB before it is reused, and
+#: reopening after a crash replays up to that much.  Durability is unchanged: a
+#: commit's own sync (``synchronous``) does not depend on when checkpoints run.
+_WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 
 class _SweepJob:
@@ -302,6 +313,7 @@ class SQLiteBackend(_queries.SQLiteQueries, _events.SQLiteEventLog):
             conn.execute("PRAGMA cache_size = -65536")
             conn.execute("PRAGMA mmap_size = 268435456")
             conn.execute("PRAGMA temp_store = MEMORY")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {_WAL_AUTOCHECKPOINT_PAGES}")
         except sqlite3.Error as exc:
             raise _translate(exc, f"open {self.path}") from exc
         self._local.conn = conn
