@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from ._fence import FENCES, fence_write
 from ._retry import update_item
 from ._validate import (
     check_flag,
@@ -235,6 +236,23 @@ class Namespace:
             doc=doc,
         )
 
+    def _fence_checks(self, fence: Any) -> list[Write]:
+        """The fencing check a write under ``fence`` carries ahead of it (none without)."""
+        if fence is None:
+            return []
+        check = fence_write(fence)
+        if (
+            self._store._backend_named(self._store.config.policy_for(FENCES).backend, FENCES)
+            is not self._backend
+        ):
+            raise InvalidRequest(
+                "fence",
+                f"namespace {self.name!r} lives on backend {self.backend_name!r}, not on the "
+                "backend that keeps the locks; a fenced write must be checked in its own "
+                "transaction, so it was refused before anything was written",
+            )
+        return [check]
+
     def _unit(
         self, writes: list[Write], now: float, idem: str | None, parts: list[Any]
     ) -> WriteUnit:
@@ -332,6 +350,7 @@ class Namespace:
         if_absent: bool = False,
         idempotency_key: str | None = None,
         keep_ttl: bool = False,
+        fence: Any = None,
     ) -> Item:
         """Store ``value`` at ``key``; acknowledged once durable (per the store's mode).
 
@@ -346,15 +365,26 @@ class Namespace:
         In a ``cache = "write-back"`` namespace a plain put (no condition, no
         idempotency key) is acknowledged from the cache **before it is durable** and
         flushed within ``cache_flush_delay``; see docs/cache.md.
+
+        ``fence=lease`` (a :class:`~clawstate.Lease`) has the storage refuse the put with
+        :class:`FencingError`, changing nothing, once a newer lease of that lock name
+        has been granted (see :mod:`clawstate.locks`); a fenced put is never write-back.
         """
         now = self._clock()
         write = self._put_write(
             key, value, ttl, if_version, if_absent, now, keep_ttl, documents=self._documents
         )
+        checks = self._fence_checks(fence)
         cache = self._cache
         if cache is not None and cache.write_back is not None:
             # keep_ttl needs the stored expiry: the backend decides it, not the cache.
-            if idempotency_key is None and if_version is None and not if_absent and not keep_ttl:
+            if (
+                idempotency_key is None
+                and if_version is None
+                and not if_absent
+                and not keep_ttl
+                and not checks
+            ):
                 return cache.put_back([write], [value], now)[0]
             cache.settle()
         parts: list[Any] = []
@@ -362,7 +392,9 @@ class Namespace:
             parts = ["put", self.name, key, value, ttl, if_version, if_absent]
             if keep_ttl:
                 parts.append("keep_ttl")
-        o = self._backend.write(self._unit([write], now, idempotency_key, parts))[0]
+            if checks:
+                parts.append(["fence", checks[0].key, checks[0].if_version])
+        o = self._backend.write(self._unit([*checks, write], now, idempotency_key, parts))[-1]
         if cache is not None:
             cache.committed([write], [o])
         return Item(
@@ -382,11 +414,13 @@ class Namespace:
         *,
         ttl: float | None = None,
         idempotency_key: str | None = None,
+        fence: Any = None,
     ) -> list[Item]:
         """Store several values atomically: all are written, or none.
 
-        In a ``cache = "write-back"`` namespace (without ``idempotency_key``) the batch
-        is acknowledged from the cache before it is durable; see docs/cache.md.
+        In a ``cache = "write-back"`` namespace (without ``idempotency_key`` or
+        ``fence``) the batch is acknowledged from the cache before it is durable; see
+        docs/cache.md.  ``fence=lease``: as :meth:`put`.
         """
         pairs = check_pairs(items, self._max_batch)
         now = self._clock()
@@ -394,15 +428,20 @@ class Namespace:
         writes = [self._put_write(k, v, ttl, None, False, now, documents=docs) for k, v in pairs]
         if not writes:
             return []
+        checks = self._fence_checks(fence)
         cache = self._cache
         if cache is not None and cache.write_back is not None:
-            if idempotency_key is None:  # write-back: acknowledged before durable
+            if idempotency_key is None and not checks:  # write-back: acknowledged before durable
                 return cache.put_back(writes, [v for _, v in pairs], now)
             cache.settle()
         parts: list[Any] = []
         if idempotency_key is not None:
             parts = ["put_many", self.name, pairs, ttl]
-        outcomes = self._backend.write(self._unit(writes, now, idempotency_key, parts))
+            if checks:
+                parts.append(["fence", checks[0].key, checks[0].if_version])
+        outcomes = self._backend.write(self._unit([*checks, *writes], now, idempotency_key, parts))[
+            len(checks) :
+        ]
         if cache is not None:
             cache.committed(writes, outcomes)
         return [
@@ -420,27 +459,35 @@ class Namespace:
         ]
 
     def delete(
-        self, key: str, *, if_version: int | None = None, idempotency_key: str | None = None
+        self,
+        key: str,
+        *,
+        if_version: int | None = None,
+        idempotency_key: str | None = None,
+        fence: Any = None,
     ) -> bool:
         """Remove ``key``; True if a live item was removed.
 
         In a ``cache = "write-back"`` namespace a plain delete is acknowledged from the
-        cache before it is durable; see docs/cache.md.
+        cache before it is durable; see docs/cache.md.  ``fence=lease``: as :meth:`put`.
         """
         check_key(key, self._max_key)
         if if_version is not None:
             check_version(if_version)
         now = self._clock()
         write = Write(self.name, key, OP_DELETE, None, None, if_version)
+        checks = self._fence_checks(fence)
         cache = self._cache
         if cache is not None and cache.write_back is not None:
-            if idempotency_key is None and if_version is None:  # write-back
+            if idempotency_key is None and if_version is None and not checks:  # write-back
                 return cache.delete_back(write, now)
             cache.settle()
         parts: list[Any] = []
         if idempotency_key is not None:
             parts = ["delete", self.name, key, if_version]
-        o = self._backend.write(self._unit([write], now, idempotency_key, parts))[0]
+            if checks:
+                parts.append(["fence", checks[0].key, checks[0].if_version])
+        o = self._backend.write(self._unit([*checks, write], now, idempotency_key, parts))[-1]
         if cache is not None:
             cache.committed([write], [o])
         return o.applied

@@ -87,10 +87,15 @@ class TxNamespace:
         if_version: int | None = None,
         if_absent: bool = False,
         keep_ttl: bool = False,
+        fence: Any = None,
     ) -> None:
+        """Buffer a put (see :meth:`Namespace.put`); ``fence=lease`` refuses the whole
+        transaction with :class:`FencingError` once a newer lease of that name exists."""
         parts: list[Any] = ["put", self.name, key, value, ttl, if_version, if_absent]
         if keep_ttl:
             parts.append("keep_ttl")
+        if fence is not None:
+            self._tx._fence(fence, self._ns)
         self._tx._add(
             self._ns._put_write(key, value, ttl, if_version, if_absent, self._tx._now, keep_ttl),
             value,
@@ -98,10 +103,13 @@ class TxNamespace:
             self._ns,
         )
 
-    def delete(self, key: str, *, if_version: int | None = None) -> None:
+    def delete(self, key: str, *, if_version: int | None = None, fence: Any = None) -> None:
+        """Buffer a delete; ``fence=lease``: as :meth:`put`."""
         check_key(key, self._ns._max_key)
         if if_version is not None:
             check_version(if_version)
+        if fence is not None:
+            self._tx._fence(fence, self._ns)
         self._tx._add(
             Write(self.name, key, OP_DELETE, None, None, if_version),
             None,
@@ -137,6 +145,8 @@ class Transaction:
         self.appended: list[AppendResult] = []
         #: (namespace, key) -> indexes into ``_writes``: what reads in the transaction see
         self._by_key: dict[tuple[str, str], list[int]] = {}
+        #: the fencing checks the commit sends ahead of the writes, one per (name, token)
+        self._fences: dict[tuple[str, int], Write] = {}
 
     @property
     def events(self) -> TxEvents:
@@ -191,6 +201,16 @@ class Transaction:
         if self._idem is not None:
             self._parts.append(parts)
 
+    def _fence(self, fence: Any, ns: Namespace) -> None:
+        """Check the whole transaction against ``fence`` at commit (see :mod:`._fence`)."""
+        self._check_open()
+        for check in ns._fence_checks(fence):
+            assert check.if_version is not None
+            if (check.key, check.if_version) not in self._fences:
+                self._fences[(check.key, check.if_version)] = check
+                if self._idem is not None:
+                    self._parts.append(["fence", check.key, check.if_version])
+
     def _buffered(self, namespace: str, key: str) -> list[int]:
         """Indexes of this transaction's buffered writes of ``key``, in order."""
         return self._by_key.get((namespace, key), [])
@@ -241,8 +261,9 @@ class Transaction:
         if not self._writes and not self._events:
             return self.result
         parts = ["tx", self._parts]
+        fences = list(self._fences.values())
         if self._target is not None:
-            unit = self._target._unit(self._writes, self._now, self._idem, parts)
+            unit = self._target._unit([*fences, *self._writes], self._now, self._idem, parts)
             backend = self._target._backend
         else:
             # Appends only: the unit goes to the event store's backend.
@@ -256,7 +277,7 @@ class Transaction:
         unit.events = self._events
         # Pending write-back writes commit first: the transaction's conditions must see them.
         self._store._settle(None if self._target is None else self._target.backend_name)
-        outcomes = backend.write(unit)
+        outcomes = backend.write(unit)[len(fences) :]
         n = len(self._writes)
         self._store._cache_committed(self._writes, outcomes[:n])
         self.appended = [AppendResult(o.version, o.seq) for o in outcomes[n:]]
@@ -283,6 +304,7 @@ class Transaction:
         self._writes.clear()
         self._events.clear()
         self._by_key.clear()
+        self._fences.clear()
 
     def __enter__(self) -> Transaction:
         return self

@@ -27,9 +27,12 @@ from .errors import (
     BackendUnavailable,
     ClawStateError,
     ConfigError,
+    FencingError,
     Forbidden,
     IntegrityError,
     InvalidRequest,
+    InvalidTransition,
+    LockTimeout,
     LogTrimmed,
     RateLimited,
     Unauthorized,
@@ -272,6 +275,9 @@ _ERRORS: dict[str, type[ClawStateError]] = {
         ConfigError,
         LogTrimmed,
         NotFound,
+        FencingError,
+        LockTimeout,
+        InvalidTransition,
     )
 }
 _PREFIX = "urn:clawstate:error:"
@@ -302,6 +308,27 @@ def error_from_problem(doc: Any, status: int) -> ClawStateError:
             doc.get("actual"),
             namespace=doc.get("namespace"),
             message=detail,
+        )
+    if cls is FencingError:
+        token, current = doc.get("token"), doc.get("current")
+        return FencingError(
+            str(doc.get("name") or ""),
+            token if type(token) is int else 0,
+            current if type(current) is int else None,
+        )
+    if cls is LockTimeout:
+        waited = doc.get("waited")
+        return LockTimeout(
+            str(doc.get("name") or ""), float(waited) if type(waited) in (int, float) else 0.0
+        )
+    if cls is InvalidTransition:
+        reason = doc.get("reason")
+        return InvalidTransition(
+            str(doc.get("machine") or ""),
+            str(doc.get("id") or ""),
+            str(doc.get("state") or ""),
+            str(doc.get("event") or ""),
+            reason=reason if isinstance(reason, str) else None,
         )
     if cls is RateLimited or (cls is None and status == 429):
         after = doc.get("retry_after")

@@ -98,8 +98,9 @@ class AsyncNamespace:
         if_absent: bool = False,
         idempotency_key: str | None = None,
         keep_ttl: bool = False,
+        fence: Any = None,
     ) -> Item:
-        if self._batch is not None:
+        if self._batch is not None and fence is None:
             return await self._batch.put(
                 self._ns,
                 key,
@@ -120,6 +121,7 @@ class AsyncNamespace:
             if_absent=if_absent,
             idempotency_key=idempotency_key,
             keep_ttl=keep_ttl,
+            fence=fence,
         )
 
     async def put_many(
@@ -128,15 +130,27 @@ class AsyncNamespace:
         *,
         ttl: float | None = None,
         idempotency_key: str | None = None,
+        fence: Any = None,
     ) -> list[Item]:
         # As given: the facade checks the shape (a str, None, wrong-arity pairs).
-        return await self._run(self._ns.put_many, items, ttl=ttl, idempotency_key=idempotency_key)
+        return await self._run(
+            self._ns.put_many, items, ttl=ttl, idempotency_key=idempotency_key, fence=fence
+        )
 
     async def delete(
-        self, key: str, *, if_version: int | None = None, idempotency_key: str | None = None
+        self,
+        key: str,
+        *,
+        if_version: int | None = None,
+        idempotency_key: str | None = None,
+        fence: Any = None,
     ) -> bool:
         return await self._run(
-            self._ns.delete, key, if_version=if_version, idempotency_key=idempotency_key
+            self._ns.delete,
+            key,
+            if_version=if_version,
+            idempotency_key=idempotency_key,
+            fence=fence,
         )
 
     async def scan(self, prefix: str = "", limit: int = 100, cursor: str | None = None) -> Page:
@@ -207,14 +221,21 @@ class AsyncTxNamespace:
         if_version: int | None = None,
         if_absent: bool = False,
         keep_ttl: bool = False,
+        fence: Any = None,
     ) -> Buffered:
         self._tx_ns.put(
-            key, value, ttl=ttl, if_version=if_version, if_absent=if_absent, keep_ttl=keep_ttl
+            key,
+            value,
+            ttl=ttl,
+            if_version=if_version,
+            if_absent=if_absent,
+            keep_ttl=keep_ttl,
+            fence=fence,
         )
         return BUFFERED
 
-    def delete(self, key: str, *, if_version: int | None = None) -> Buffered:
-        self._tx_ns.delete(key, if_version=if_version)
+    def delete(self, key: str, *, if_version: int | None = None, fence: Any = None) -> Buffered:
+        self._tx_ns.delete(key, if_version=if_version, fence=fence)
         return BUFFERED
 
 

@@ -5,6 +5,9 @@ Callers catch by meaning, never by driver::
     ClawStateError
     ├── VersionConflict            key, expected, actual  (optimistic concurrency failed)
     │   └── WrongExpectedVersion   stream, expected, actual (event streams)
+    ├── FencingError               name, token, current   (a newer lease of that name exists)
+    ├── LockTimeout                name, waited           (the lock stayed held past ``wait``)
+    ├── InvalidTransition          machine, id, state, event (no such transition from there)
     ├── InvalidRequest             field, limit           (bad key, value, query, TTL, size…)
     │   └── LogTrimmed             requested, first_available (a follower fell behind retention)
     ├── Unauthorized               no, invalid or expired credentials
@@ -28,9 +31,12 @@ __all__ = [
     "BackendUnavailable",
     "ClawStateError",
     "ConfigError",
+    "FencingError",
     "Forbidden",
     "IntegrityError",
     "InvalidRequest",
+    "InvalidTransition",
+    "LockTimeout",
     "LogTrimmed",
     "RateLimited",
     "Unauthorized",
@@ -102,6 +108,79 @@ class WrongExpectedVersion(VersionConflict):
             actual,
             message=f"stream {stream!r}: expected version {expected!r}, found {actual!r}",
         )
+
+
+class FencingError(ClawStateError):
+    """A write fenced by a lease was refused: a newer lease of that name was granted.
+
+    ``name`` is the lock, ``token`` the fencing token the write carried and
+    ``current`` the newest token granted for that name (``None`` when no lease of
+    that name was ever granted).  Checked by the storage inside the write's own
+    transaction, so a holder paused past its lease cannot overwrite the work of the
+    next holder.  Not a :class:`VersionConflict`: retrying the same write cannot
+    succeed, so retry loops (``Namespace.update``) must not catch it.
+    """
+
+    http_status = 409
+
+    def __init__(self, name: str, token: int, current: int | None) -> None:
+        self.name = name
+        self.token = token
+        self.current = current
+        why = (
+            "no lease of that name was ever granted"
+            if current is None
+            else f"lease token {current} was granted since"
+        )
+        super().__init__(f"write fenced by lock {name!r} with token {token} refused: {why}")
+
+    def to_problem(self) -> dict[str, Any]:
+        doc = super().to_problem()
+        doc.update(name=self.name, token=self.token, current=self.current)
+        return doc
+
+
+class LockTimeout(ClawStateError):
+    """The lock ``name`` was still held by another owner after waiting ``waited`` seconds."""
+
+    http_status = 409
+
+    def __init__(self, name: str, waited: float) -> None:
+        self.name = name
+        self.waited = waited
+        super().__init__(f"lock {name!r} is held by another owner; gave up after {waited:g} s")
+
+    def to_problem(self) -> dict[str, Any]:
+        doc = super().to_problem()
+        doc.update(name=self.name, waited=self.waited)
+        return doc
+
+
+class InvalidTransition(ClawStateError):
+    """Machine ``machine``'s instance ``id`` in state ``state`` has no transition for
+    ``event`` (or its guard refused it, or the state is final); nothing was written."""
+
+    http_status = 409
+
+    def __init__(
+        self, machine: str, id: str, state: str, event: str, *, reason: str | None = None
+    ) -> None:
+        self.machine = machine
+        self.id = id
+        self.state = state
+        self.event = event
+        self.reason = reason
+        super().__init__(
+            f"machine {machine!r} instance {id!r}: event {event!r} is not allowed in state "
+            f"{state!r}" + (f" ({reason})" if reason else "")
+        )
+
+    def to_problem(self) -> dict[str, Any]:
+        doc = super().to_problem()
+        doc.update(machine=self.machine, id=self.id, state=self.state, event=self.event)
+        if self.reason is not None:
+            doc["reason"] = self.reason
+        return doc
 
 
 class InvalidRequest(ClawStateError):

@@ -39,6 +39,7 @@ from .types import CheckReport
 
 if TYPE_CHECKING:
     from .events.store import EventStore
+    from .timers import Timers
 
 __all__ = ["Clock", "Namespace", "Store", "Transaction", "TxNamespace", "Watch"]
 
@@ -68,6 +69,7 @@ class Store:
         self._backend = self._backends[DEFAULT_BACKEND]
         self.config = config
         self._clock: Clock = clock or time.time
+        self._timers: Timers | None = None
         self._keyring = keyring
         self._keyring_lock = threading.Lock()
         #: per backend: the key ids recorded as sealing its values (see _open_keyring)
@@ -163,19 +165,41 @@ class Store:
         ns = Namespace(self, namespace, self.config.policy_for(namespace))
         return self._ensure_indexes(ns, progress) if ns.policy.indexes else []
 
-    def _system_namespace(self, name: str) -> Namespace:
+    def _system_namespace(self, name: str, *, indexes: tuple[str, ...] = ()) -> Namespace:
         """A ``_``-prefixed namespace reserved for clawstate's own records (the
-        server's ``_tokens`` and ``_audit``).  :meth:`namespace` refuses these names to
-        applications; system code reaches them here.  Not cached in ``_namespaces``,
-        so the reserved names never leak into ``namespace()``'s fast path."""
+        server's ``_tokens`` and ``_audit``, the timers, locks and machines).
+        :meth:`namespace` refuses these names to applications; system code reaches them
+        here.  Not cached in ``_namespaces``, so the reserved names never leak into
+        ``namespace()``'s fast path.
+
+        ``indexes``: paths the owning module queries by (the timers' ``due``, a
+        machine's ``state``), declared on top of whatever the config's policy for the
+        name lists and built once per store, as a configured index would be."""
         if not (isinstance(name, str) and name.startswith("_")):
             raise InvalidRequest("namespace", f"system namespaces start with '_', got {name!r}")
         check_namespace_name(name, self.config.limits.max_namespace_len, system=True)
-        return Namespace(self, name, self.config.policy_for(name))
+        policy = self.config.policy_for(name)
+        if indexes:
+            wanted = (*policy.indexes, *(p for p in indexes if p not in policy.indexes))
+            policy = msgspec.structs.replace(policy, indexes=wanted)
+        ns = Namespace(self, name, policy)
+        if policy.indexes and (ns.backend_name, name, tuple(policy.indexes)) not in self._indexed:
+            self._ensure_indexes(ns)
+        return ns
 
     def _any_namespace(self, name: str) -> Namespace:
         """An application namespace or a system one (maintenance walks both)."""
         return self._system_namespace(name) if name.startswith("_") else self.namespace(name)
+
+    @property
+    def timers(self) -> Timers:
+        """Durable timers (see :mod:`clawstate.timers`), fired by ``clawstate worker``."""
+        timers = self._timers
+        if timers is None:
+            from .timers import Timers
+
+            timers = self._timers = Timers(self)
+        return timers
 
     @property
     def events(self) -> EventStore:

@@ -23,10 +23,14 @@ __all__ = [
     "CheckReport",
     "Event",
     "ExpectedVersion",
+    "Instance",
     "Item",
+    "Lease",
     "Page",
     "QueryPlan",
     "RecordedEvent",
+    "TimerInfo",
+    "Transition",
     "WriteOp",
     "new_event_id",
 ]
@@ -203,3 +207,57 @@ class AppendResult(msgspec.Struct, frozen=True, gc=False):
 
     version: int
     position: int
+
+
+class Lease(msgspec.Struct, frozen=True, gc=False):
+    """A granted lock: ``token`` is its fencing token, strictly greater than every
+    token granted for ``name`` before it (on every backend, across processes and
+    servers); ``expires_at`` is Unix seconds (renewing moves it, never the token).
+    Pass it as ``fence=`` to a write to have the storage refuse that write once a
+    newer lease of ``name`` exists."""
+
+    name: str
+    owner: str
+    token: int
+    expires_at: float
+
+
+class TimerInfo(msgspec.Struct, frozen=True, gc=False):
+    """A scheduled durable timer: fired by ``clawstate worker`` at ``due`` (Unix
+    seconds), running ``handler`` (``"module:function"``) with ``payload``.
+    ``attempts`` counts the firings that failed and were retried."""
+
+    name: str
+    due: float
+    handler: str
+    payload: Any = None
+    created_at: float = 0.0
+    attempts: int = 0
+    last_error: str | None = None
+
+
+class Instance(msgspec.Struct, frozen=True, gc=False):
+    """One state-machine instance as its last transition left it; ``version`` is its
+    stream's version (1 after ``create``, one more per transition)."""
+
+    id: str
+    state: str
+    data: Any
+    version: int
+    created_at: float
+    updated_at: float
+    machine: str = ""
+    definition_version: int = 1
+
+
+class Transition(msgspec.Struct, frozen=True, gc=False):
+    """One entry of an instance's history: ``event`` took it from ``source`` to
+    ``target`` at ``at``, making its version ``version`` (the creation is
+    event ``"create"`` from ``source`` ``""``)."""
+
+    event: str
+    source: str
+    target: str
+    payload: Any
+    at: float
+    version: int

@@ -42,12 +42,13 @@ from typing import Any, Protocol, cast
 
 import msgspec
 
-from ..errors import InvalidRequest, VersionConflict, WrongExpectedVersion
+from ..errors import FencingError, InvalidRequest, VersionConflict, WrongExpectedVersion
 from .base import (
     EXPECT_ANY,
     EXPECT_EXISTS,
     OP_APPEND,
     OP_DELETE,
+    OP_FENCE,
     OP_PUT,
     OP_REWRAP,
     EventRecord,
@@ -289,6 +290,11 @@ def apply_unit(rows: RowAccess, unit: WriteUnit) -> list[Outcome]:
             outcomes.append(
                 Outcome(ns, key, OP_DELETE, True, live.version, seq, live.created_at, now, None)
             )
+        elif op == OP_FENCE:
+            token = w.if_version or 0
+            if live is None or live.version > token:
+                raise FencingError(key, token, None if live is None else live.version)
+            outcomes.append(Outcome(ns, key, OP_FENCE, True, live.version, 0, 0.0, 0.0, None))
         elif op == OP_REWRAP:
             # Key rotation re-encodes bytes in place; it must not clobber a newer write.
             applied = row is not None and row.version == w.if_version and row.seq == w.seq

@@ -69,6 +69,7 @@ __all__ = [
     "OP_APPEND",
     "OP_DELETE",
     "OP_EXPIRE",
+    "OP_FENCE",
     "OP_NAMES",
     "OP_PUT",
     "OP_REWRAP",
@@ -104,6 +105,13 @@ OP_REWRAP = 3
 #: its last event (0 when nothing was appended), ``applied`` False for an idempotent
 #: replay that returned the first append's result.
 OP_APPEND = 4
+#: A fencing check, written nowhere: the live row at ``(namespace, key)`` — a lock's
+#: fence row, whose version is the newest fencing token granted for that lock — must
+#: exist with a version of at most ``if_version`` (the token the writer holds), else
+#: the whole unit is refused with :class:`~clawstate.errors.FencingError`.  Checked in
+#: the unit's own transaction, so no newer lease can be granted between the check and
+#: the writes it guards.  Its outcome has ``applied`` True and ``version`` the row's.
+OP_FENCE = 5
 OP_NAMES: dict[int, str] = {OP_PUT: "put", OP_DELETE: "delete", OP_EXPIRE: "expire"}
 
 

@@ -25,6 +25,7 @@ from ...errors import (
     BackendUnavailable,
     ClawStateError,
     ConfigError,
+    FencingError,
     InvalidRequest,
     VersionConflict,
 )
@@ -32,6 +33,7 @@ from .._apply import idempotency_scope
 from .._group_commit import GroupCommitter
 from ..base import (
     OP_DELETE,
+    OP_FENCE,
     OP_NAMES,
     OP_PUT,
     OP_REWRAP,
@@ -84,7 +86,7 @@ _URL_PARAMS = (
     "ssl_cert_reqs",
 )
 
-_OPS = {OP_PUT: b"0", OP_DELETE: b"1", OP_REWRAP: b"3"}
+_OPS = {OP_PUT: b"0", OP_DELETE: b"1", OP_REWRAP: b"3", OP_FENCE: b"5"}
 _HASH_FIELDS = ("v", "ver", "seq", "c", "u", "x")
 
 
@@ -301,7 +303,10 @@ class RedisBackend(RedisQueries, RedisChanges, RedisCheck):
             code = _OPS.get(w.op)
             if code is None:
                 return InvalidRequest("op", f"unknown write op {w.op}")
-            if w.op != OP_DELETE and w.value is None:
+            if w.op == OP_FENCE:
+                if w.if_version is None:
+                    return InvalidRequest("fence", "a fencing check needs the token")
+            elif w.op != OP_DELETE and w.value is None:
                 return InvalidRequest("value", f"a {OP_NAMES.get(w.op, 'rewrap')} needs a value")
             out += (
                 code,
@@ -363,6 +368,10 @@ class RedisBackend(RedisQueries, RedisChanges, RedisCheck):
                 )
                 for i in range(0, len(f), 9)
             ]
+        if kind == b"f":
+            w = unit.writes[int(reply[1])]
+            current = None if reply[2] in (b"", "") else int(reply[2])
+            return FencingError(w.key, w.if_version or 0, current)
         if kind == b"c":
             w = unit.writes[int(reply[1])]
             actual = None if reply[3] in (b"", "") else int(reply[3])

@@ -125,7 +125,7 @@ for u = 1, nunits do
       local b = nb
       nb = b + 12
       local op, ns, key, ifv = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 5]
-      if op ~= '1' then
+      if op ~= '1' and op ~= '5' then
         local g = gens[ns]
         if g == nil then
           g = call('HGET', P .. 'qgen', ns) or '0'
@@ -168,6 +168,12 @@ for u = 1, nunits do
         else
           plan[#plan + 1] = {2, ik, ns, key}
         end
+      elseif op == '5' then
+        -- a fencing check (OP_FENCE): the fence row must be live at a version <= the token
+        if not live or row.ver > tonumber(ifv) then
+          reply = {'f', i, live and row.ver or ''}; break
+        end
+        plan[#plan + 1] = {4, ik, ns, key, row}
       else
         local wseq = ARGV[b + 8]
         local applied = false
@@ -244,6 +250,10 @@ for u = 1, nunits do
           outs[o + 1], outs[o + 2], outs[o + 3], outs[o + 4] = ns, key, '1', '1'
           outs[o + 5], outs[o + 6], outs[o + 7], outs[o + 8], outs[o + 9] =
             row.ver, string.sub(id, 3), row.c, now_s, ''
+        elseif kind == 4 then
+          outs[o + 1], outs[o + 2], outs[o + 3], outs[o + 4] = ns, key, '5', '1'
+          outs[o + 5], outs[o + 6], outs[o + 7], outs[o + 8], outs[o + 9] =
+            row.ver, '0', '0', '0', ''
         elseif kind == 2 then
           outs[o + 1], outs[o + 2], outs[o + 3], outs[o + 4], outs[o + 5] = ns, key, '1', '0', '0'
           outs[o + 6], outs[o + 7], outs[o + 8], outs[o + 9] = '0', '0', '0', ''
