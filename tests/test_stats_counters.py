@@ -311,3 +311,72 @@ def test_postgres_migration_starts_the_counters_from_existing_rows(pg: None) -> 
     finally:
         store.close()
         drop_schema(schema)
+
+
+# -- events: the count is the last position minus what the sweep removed ---------------
+
+
+def _event_count(store: clawstate.Store) -> int:
+    return int(store.stats()["backends"]["default"]["events"]["events"])
+
+
+@pytest.fixture(params=("sqlite", "postgres"))
+def events_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    """SQLite and PostgreSQL (Redis keeps no events), with a tamper of the removal
+    counter so the check below cannot pass vacuously."""
+    if request.param == "sqlite":
+        path = tmp_path / "ev.db"
+
+        def tamper_sqlite(_: str) -> None:
+            with sqlite3.connect(path) as conn:
+                conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'events_removed'")
+
+        yield Target("sqlite", f"sqlite:///{path}", tamper_sqlite)
+    else:
+        require("postgresql", pg_probe)
+        schema = new_schema("cs_evstats")
+
+        def tamper_pg(_: str) -> None:
+            with pg_admin() as conn:
+                conn.execute(
+                    f'UPDATE "{schema}".meta SET value = (value::bigint + 1)::text '
+                    "WHERE key = 'events_removed'"
+                )
+
+        yield Target("postgres", pg_url_for(schema), tamper_pg)
+        drop_schema(schema)
+
+
+def test_event_count_follows_appends_and_the_sweep(events_target: Target) -> None:
+    from clawstate import Event
+
+    store = clawstate.open(events_target.url, **DEFAULT_OPTIONS)
+    try:
+        for s in range(5):
+            store.events.append(f"s-{s}", [Event("T", {"i": i}) for i in range(20)])
+        assert _event_count(store) == 100
+        store.events.set_stream_metadata("s-0", max_count=3)
+        store.events.set_stream_metadata("s-1", truncate_before=11)
+        store.sweep()
+        assert _event_count(store) == 100 - 17 - 10
+        assert store.check().ok
+        events_target.tamper("")
+        report = store.check()
+        assert not report.ok
+        assert any("removal counter" in p for p in report.problems), report.problems
+    finally:
+        store.close()
+
+
+def test_sqlite_event_stats_work_is_flat_in_the_event_count(tmp_path: Path) -> None:
+    from clawstate import Event
+
+    store = clawstate.open(f"sqlite:///{tmp_path}/e.db", **DEFAULT_OPTIONS)
+    store.events.append("a-0", [Event("T", {"i": i}) for i in range(500)])
+    small = _stats_steps(store)
+    for s in range(1, 21):
+        store.events.append(f"a-{s}", [Event("T", {"i": i}) for i in range(500)])
+    large = _stats_steps(store)
+    assert _event_count(store) == 10_500
+    assert large <= small + 5, (small, large)
+    store.close()

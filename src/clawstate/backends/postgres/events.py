@@ -571,16 +571,20 @@ class PostgresEventLog(PostgresListen):
         s = self._s
 
         def run(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+            # No pass over the events: index edges, the head, the sweep's counter.
             r = conn.execute(
-                f"SELECT MIN(position), MAX(position), COUNT(*) FROM {s}.events"
+                f"SELECT (SELECT MIN(position) FROM {s}.events), "
+                f"(SELECT MAX(position) FROM {s}.events), "
+                f"(SELECT value FROM {s}.meta WHERE key = 'events_removed')"
             ).fetchone()
             m = conn.execute(f"SELECT COUNT(*) FROM {s}.event_streams").fetchone()
             head = conn.execute(f"SELECT pos FROM {s}.head WHERE one").fetchone()
             assert r is not None and m is not None
+            last = int(r[1] or 0)
             return {
                 "first_position": int(r[0] or 0),
-                "last_position": int(head[0]) if head is not None else int(r[1] or 0),
-                "events": int(r[2]),
+                "last_position": int(head[0]) if head is not None else last,
+                "events": last - int(r[2] or 0),
                 "streams_with_metadata": int(m[0]),
             }
 
@@ -609,6 +613,12 @@ class PostgresEventLog(PostgresListen):
                     (stream, low, last),
                 )
                 removed += max(cur.rowcount, 0)
+        if removed:  # the counter stats() derives the event count from (same transaction)
+            conn.execute(
+                f"UPDATE {s}.meta SET value = (value::bigint + %s)::text "
+                "WHERE key = 'events_removed'",
+                (removed,),
+            )
         return removed
 
     @staticmethod
@@ -644,5 +654,12 @@ class PostgresEventLog(PostgresListen):
         if maxpos > head:
             problems.append(
                 f"the event head is at position {head} but the log holds position {maxpos}"
+            )
+        r = conn.execute(f"SELECT value FROM {s}.meta WHERE key = 'events_removed'").fetchone()
+        removed = None if r is None else int(r[0])
+        if removed is None or maxpos - removed != count:
+            problems.append(
+                f"the events removal counter says {maxpos - (removed or 0)} events are stored, "
+                f"but {count} are (stats() reports the counter)"
             )
         return problems, count

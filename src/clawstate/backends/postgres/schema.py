@@ -89,6 +89,13 @@ _MIGRATIONS: Final[list[list[str]]] = [
     ],
     # Per-namespace item and byte counters kept by triggers (stats() flat in N).
     _stats.MIGRATION,
+    # The same for events: positions are gap-free, so the stored events are the head
+    # position minus what the sweep removed, which it counts here (see events.py).
+    [
+        "INSERT INTO {s}.meta (key, value) "
+        "SELECT 'events_removed', (COALESCE(MAX(position), 0) - COUNT(*))::text "
+        "FROM {s}.events ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    ],
 ]
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 

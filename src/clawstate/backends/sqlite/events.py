@@ -341,15 +341,19 @@ class SQLiteEventLog:
         return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     def event_stats(self) -> dict[str, Any]:
+        """Counts without a pass over the events: two B-tree edge reads (a lone MIN()
+        and a lone MAX() each read one edge; together in one SELECT they scan) and the
+        sweep's removal counter (``events = last position − removed``)."""
         conn = self._conn()
-        first, last, rows = conn.execute(
-            "SELECT MIN(position), MAX(position), COUNT(*) FROM events"
+        first, last, removed = conn.execute(
+            "SELECT (SELECT MIN(position) FROM events), (SELECT MAX(position) FROM events), "
+            "(SELECT value FROM meta WHERE key = 'events_removed')"
         ).fetchone()
         meta = conn.execute("SELECT COUNT(*) FROM event_streams").fetchone()[0]
         return {
             "first_position": first or 0,
             "last_position": last or 0,
-            "events": rows,
+            "events": (last or 0) - int(removed or 0),
             "streams_with_metadata": meta,
         }
 
@@ -371,6 +375,10 @@ class SQLiteEventLog:
                     "DELETE FROM events WHERE stream = ? AND version < ? AND version < ?",
                     (stream, low, last),
                 ).rowcount
+        if removed:  # the counter stats() derives the event count from (same transaction)
+            conn.execute(
+                "UPDATE meta SET value = value + ? WHERE key = 'events_removed'", (removed,)
+            )
         return removed
 
     @staticmethod
@@ -396,4 +404,13 @@ class SQLiteEventLog:
         ).fetchone()[0]
         if disorder:
             problems.append(f"{disorder} events have a higher version but a lower position")
+        last, removed = conn.execute(
+            "SELECT (SELECT COALESCE(MAX(position), 0) FROM events), "
+            "(SELECT value FROM meta WHERE key = 'events_removed')"
+        ).fetchone()
+        if removed is None or int(last) - int(removed) != count:
+            problems.append(
+                f"the events removal counter says {int(last) - int(removed or 0)} events are "
+                f"stored, but {count} are (stats() reports the counter)"
+            )
         return problems, count

@@ -82,6 +82,13 @@ _MIGRATIONS: list[list[str]] = [
             ns INTEGER NOT NULL, path TEXT NOT NULL, name TEXT NOT NULL,
             state TEXT NOT NULL, PRIMARY KEY (ns, path)) WITHOUT ROWID""",
     ],
+    # stats() flat in N for events too: positions are handed out gap-free, so the
+    # number of stored events is the last position minus what the sweep removed,
+    # which the sweep counts here in its own transaction (see events.py).
+    [
+        "INSERT OR REPLACE INTO meta (key, value) "
+        "SELECT 'events_removed', COALESCE(MAX(position), 0) - COUNT(*) FROM events",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 #: The key-id record in ``meta``: ``kid:<id>`` rows, and ``kids`` once it is complete.
