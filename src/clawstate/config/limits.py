@@ -27,6 +27,15 @@ from .checks import (
 #: unset: a server must not let one request read a whole large namespace silently.
 SERVER_MAX_QUERY_SCAN: Final = 100_000
 
+#: Upper bounds of the limits an operator may raise: past them a limit stops bounding
+#: anything (a batch of 10**30 writes, a filter nested 10**6 deep that the recursive
+#: parser cannot take, a page the server would build in memory), so a config asking
+#: for more is refused, naming the bound.
+MAX_VALUE_BYTES: Final = 1024 * 1024 * 1024
+MAX_BATCH: Final = 100_000
+MAX_QUERY_DEPTH: Final = 64
+MAX_QUERY_LIMIT: Final = 1_000_000
+
 #: The largest ``max_query_scan`` accepted: more rows than any store holds (2**53, so
 #: that the bound survives a JSON double), and a huge integer is refused, not carried.
 MAX_QUERY_SCAN: Final = 2**53
@@ -64,11 +73,17 @@ _LIMIT_OPTIONS: Final[Mapping[str, _Check]] = {
     "max_key_bytes": _size_check(
         minimum=1, maximum=MAX_KEY_BYTES, note=" (the fixed maximum; it may only be lowered)"
     ),
-    "max_value_bytes": _size_check(minimum=1),
-    "max_batch": _count_check(minimum=1),
-    "max_query_depth": _count_check(minimum=1),
-    "max_query_limit": _count_check(minimum=1),
-    "default_query_limit": _count_check(minimum=1),
+    "max_value_bytes": _size_check(
+        minimum=1, maximum=MAX_VALUE_BYTES, note=" (a value is one row and one message)"
+    ),
+    "max_batch": _count_check(
+        minimum=1, maximum=MAX_BATCH, note=" (one batch is one transaction held in memory)"
+    ),
+    "max_query_depth": _count_check(
+        minimum=1, maximum=MAX_QUERY_DEPTH, note=" (filters are parsed recursively)"
+    ),
+    "max_query_limit": _count_check(minimum=1, maximum=MAX_QUERY_LIMIT),
+    "default_query_limit": _count_check(minimum=1, maximum=MAX_QUERY_LIMIT),
     "max_namespace_len": _count_check(
         minimum=1, maximum=MAX_NAMESPACE_LEN, note=" (the fixed maximum; it may only be lowered)"
     ),

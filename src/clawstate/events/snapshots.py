@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from .._validate import check_key
-from ..errors import InvalidRequest
+from .._validate import INT64_MAX, check_int, check_key
 from ._common import SNAPSHOTS_NS
 
 if TYPE_CHECKING:
@@ -44,10 +43,8 @@ class Snapshots:
 
     def _doc(self, stream: str, version: int, state: Any, schema: int) -> dict[str, Any]:
         check_key(stream, self._events._max_stream, field="stream")
-        if type(version) is not int or version < 1:
-            raise InvalidRequest("version", f"must be an integer >= 1, got {version!r}")
-        if type(schema) is not int or schema < 1:
-            raise InvalidRequest("schema", f"must be an integer >= 1, got {schema!r}")
+        check_int(version, "version", 1, INT64_MAX)
+        check_int(schema, "schema", 1, (1 << 31) - 1)  # as event schema versions
         return {"version": version, "state": state, "schema": schema}
 
     def save(self, stream: str, version: int, state: Any, *, schema: int = 1) -> Snapshot:
