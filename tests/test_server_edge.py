@@ -117,3 +117,81 @@ def test_an_app_wrapped_for_tracing_sees_every_item_get(
         )
     assert r.status_code == 200 and r.json()["value"] == {"total": 9}
     assert "/v1/namespaces/carts/items/u1" in seen
+
+
+def _raw_request(
+    client: TestClient[Any], app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]]
+) -> tuple[int, bytes]:
+    """One request with ``headers`` exactly as given (the test client would join a
+    repeated header into one value, as a proxy may not)."""
+    body = b'{"value": 1}'
+    sent: list[dict[str, Any]] = []
+
+    async def call() -> None:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"testserver"), *headers],
+            "client": ("127.0.0.1", 5000),
+            "server": ("testserver", 80),
+            "state": {},
+        }
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+
+    client.blocking_portal.call(call)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["authorization", "if-match", "idempotency-key", "content-type", "clawstate-namespace-options"],
+)
+def test_a_security_header_given_twice_is_refused_not_resolved(store: Store, header: str) -> None:
+    """Two ``Authorization`` headers (a valid token and another tenant's) must not
+    resolve to "the last one wins": the request is refused, and nothing is written."""
+    import json
+
+    tokens = TokenStore(store)
+    writer = "Bearer " + tokens.create(["ns:carts:rw"])[0]
+    other = "Bearer " + tokens.create(["ns:other:rw"])[0]
+    values = {
+        "authorization": (other, writer),
+        "if-match": ('"1"', '"2"'),
+        "idempotency-key": ("a", "b"),
+        "content-type": ("application/json", "application/msgpack"),
+        "clawstate-namespace-options": ("{}", "{}"),
+    }[header]
+    app = create_app(store, ServerSettings(rate_limit=None))
+    with TestClient(app) as client:
+        for fast in (True, False):
+            app.fast_reads = fast
+            raw = [(header.encode(), v.encode()) for v in values]
+            if header != "authorization":
+                raw.append((b"authorization", writer.encode()))
+            for method, path in (
+                ("GET", "/v1/namespaces/carts/items/u1"),
+                ("PUT", "/v1/namespaces/carts/items/twice"),
+            ):
+                status, body = _raw_request(client, app, method, path, raw)
+                assert status == 400, (method, status, body)
+                assert json.loads(body)["field"] == f"headers.{header}"
+            # Once each, the same request is fine (the refusal is about the repeat).
+            once = [(b"authorization", writer.encode())]
+            assert _raw_request(client, app, "GET", "/v1/namespaces/carts/items/u1", once)[0] == 200
+    assert store.namespace("carts").get("twice") is None

@@ -21,7 +21,7 @@ from .items import ITEM_READ, read_item
 from .logs import request_id_var
 from .state import ServerState
 
-__all__ = ["ITEM_TEMPLATE", "WANTED_HEADERS", "Edge", "EdgeConn"]
+__all__ = ["ITEM_TEMPLATE", "SINGLE_HEADERS", "WANTED_HEADERS", "Edge", "EdgeConn"]
 
 access_log = logging.getLogger("clawstate.server.access")
 
@@ -38,6 +38,22 @@ WANTED_HEADERS = frozenset(
         b"idempotency-key",
         b"last-event-id",
         b"x-request-id",
+        NAMESPACE_OPTIONS.encode(),
+        TEST_STORE_HEADER.encode(),
+        TEST_CLOCK_HEADER.encode(),
+    }
+)
+
+#: Headers a request may carry once only: a second ``Authorization`` (or condition, or
+#: idempotency key, or body framing) is refused, never resolved by "the last one wins".
+SINGLE_HEADERS = frozenset(
+    {
+        b"authorization",
+        b"content-type",
+        b"content-length",
+        b"if-match",
+        b"if-none-match",
+        b"idempotency-key",
         NAMESPACE_OPTIONS.encode(),
         TEST_STORE_HEADER.encode(),
         TEST_CLOCK_HEADER.encode(),
@@ -109,7 +125,17 @@ class Edge:
         wanted = WANTED_HEADERS
         for name, value in scope["headers"]:
             if name in wanted:
-                found[name.decode("latin-1")] = value.decode("latin-1")
+                text = name.decode("latin-1")
+                if text in found and name in SINGLE_HEADERS:
+                    # Two credentials (or two conditions) in one request: which one a
+                    # proxy, a framework and this server each read would differ.
+                    await _send_problem(
+                        send,
+                        400,
+                        InvalidRequest(f"headers.{text}", "is given more than once; send it once"),
+                    )
+                    return
+                found[text] = value.decode("latin-1")
         scope["cs_h"] = found
         scope["cs_st"] = self.st
         rid = found.get("x-request-id")
