@@ -74,6 +74,17 @@ class Place:
         return clawstate.open(self.url, sweep_interval=0, **{"namespaces": VAULT, **options})
 
 
+def _sqlite_dump(db: Path) -> str:
+    """What the file holds, logically (every table's rows and the schema): the file's
+    bytes would also change when a WAL written by an earlier connection is merged into
+    it by whichever connection closes last, which is not a write by the open tested."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return "\n".join(conn.iterdump())
+    finally:
+        conn.close()
+
+
 def _sqlite_place(tmp: Path) -> Place:
     db = tmp / "data" / "state.db"
 
@@ -86,7 +97,7 @@ def _sqlite_place(tmp: Path) -> Place:
         f"sqlite:///{db}",
         db.parent / "keyring.json",  # the default: beside the database file
         False,
-        lambda: db.read_bytes(),
+        lambda: _sqlite_dump(db),
         forget,
     )
 

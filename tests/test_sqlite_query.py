@@ -84,7 +84,9 @@ _sorts = st.lists(
 
 
 def _backend(path: Path) -> SQLiteBackend:
-    return SQLiteBackend(path)
+    backend = SQLiteBackend(path)
+    backend.start_background()  # what the facade does once it accepted the open
+    return backend
 
 
 def _decode(item: Any) -> Any:
@@ -442,3 +444,33 @@ def test_concurrent_openers_declare_the_same_index_once(tmp_path: Path) -> None:
     assert second.query(NS, q, _decode, time.time(), explain=True).plan.index == names[0][0]
     first.close()
     second.close()
+
+
+def test_the_backfill_starts_only_once_the_facade_accepted_the_open(tmp_path: Path) -> None:
+    """Constructing the backend writes nothing in the background (an open the facade
+    then refuses, e.g. for a keyring that does not match, must change nothing); the
+    facade starts the backfill once it accepted the open."""
+    db = tmp_path / "s.db"
+    _make_old_store(db, 500)
+
+    def undocumented() -> int:
+        conn = sqlite3.connect(db)
+        try:
+            return int(
+                conn.execute("SELECT COUNT(*) FROM items WHERE opaque IS NULL").fetchone()[0]
+            )
+        finally:
+            conn.close()
+
+    before = undocumented()
+    assert before == 500
+    backend = SQLiteBackend(db)
+    time.sleep(0.3)
+    assert backend._maintenance is None and undocumented() == before
+    backend.close()
+    store = clawstate.open(f"sqlite:///{db}")
+    maintenance = store.backend._maintenance  # type: ignore[attr-defined]
+    assert maintenance is not None
+    maintenance.join(60)
+    store.close()
+    assert undocumented() == 0

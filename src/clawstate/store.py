@@ -84,6 +84,9 @@ class Store:
             for backend in self._backends.values():
                 backend.close()
             raise
+        # Only an accepted open starts the backends' own background writes.
+        for backend in self._backends.values():
+            backend.start_background()
         self._namespaces: dict[str, Namespace] = {}
         #: (backend, namespace, index paths) already ensured (see _ensure_indexes)
         self._indexed: set[tuple[str, str, tuple[str, ...]]] = set()

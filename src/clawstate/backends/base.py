@@ -445,6 +445,13 @@ class Backend(Protocol):
         a kill during the backfill, the query reads without it and answers the same)."""
         ...
 
+    def start_background(self) -> None:
+        """Start the backend's own background work (SQLite: giving old rows their JSON
+        copy and finishing interrupted index builds), once the facade has accepted the
+        open: an open the facade refuses (a keyring that does not match the store)
+        must change nothing.  Idempotent; a no-op where there is no such work."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -594,6 +594,9 @@ class MemoryBackend(MemoryEventLog):
             events = len(self._events.rows)
         return problems, {"items": count, "changes": len(self._changes), "events": events}
 
+    def start_background(self) -> None:
+        """No background work of its own (see :meth:`Backend.start_background`)."""
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

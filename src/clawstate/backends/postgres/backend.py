@@ -613,6 +613,9 @@ class PostgresBackend(PostgresWrites, PostgresQueries, PostgresEventLog):
         out: tuple[list[str], dict[str, int]] = self._read("check", run)
         return out
 
+    def start_background(self) -> None:
+        """No background work of its own (see :meth:`Backend.start_background`)."""
+
     def close(self) -> None:
         if self._closed:
             return

@@ -513,6 +513,9 @@ class RedisBackend(RedisQueries, RedisChanges, RedisCheck):
 
         return self._read("stats", collect)
 
+    def start_background(self) -> None:
+        """No background work of its own (see :meth:`Backend.start_background`)."""
+
     def close(self) -> None:
         if self._closed:
             return

@@ -270,7 +270,7 @@ class SQLiteBackend(_queries.SQLiteQueries, _events.SQLiteEventLog):
             self._run_batch, max_batch=max_batch
         )
         self._migrate()
-        self._start_maintenance()
+        self._init_maintenance()
 
     @classmethod
     def from_url(cls, url: ParsedUrl, options: BackendOptions) -> SQLiteBackend:

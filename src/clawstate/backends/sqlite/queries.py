@@ -127,12 +127,19 @@ class SQLiteQueries:
 
     # -- maintenance: backfill and unfinished indexes ----------------------------------
 
-    def _start_maintenance(self) -> None:
-        """Start the maintenance thread if rows lack their JSON copy or a declared
-        index is unfinished (two probes of near-empty partial indexes)."""
+    def _init_maintenance(self) -> None:
+        """The maintenance state, with no thread yet (see :meth:`start_background`)."""
         self._docs = {}
         self._stop = threading.Event()
         self._maintenance = None
+
+    def start_background(self) -> None:
+        """Start the maintenance thread if rows lack their JSON copy or a declared
+        index is unfinished (two probes of near-empty partial indexes).  Called by the
+        facade once it accepted the open, never by the constructor: a refused open
+        writes nothing."""
+        if self._maintenance is not None or self._stop.is_set():
+            return
         try:
             conn = self._conn()
             pending = (
