@@ -35,6 +35,9 @@ AREAS = [
     "bench.wakeups",
     "bench.followers",
     "bench.queries",
+    "bench.locks",
+    "bench.machines",
+    "bench.timers",
 ]
 
 

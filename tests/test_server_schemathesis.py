@@ -71,6 +71,20 @@ BODY_EXAMPLES: dict[str, Any] = {
         "expected_version": "any",
     },
     "createToken": {"scopes": ["ns:carts:read"], "ttl": "1h", "note": "schemathesis"},
+    "acquireLock": {"ttl": 30, "wait": 0, "owner": "schemathesis"},
+    "renewLock": {"token": 1, "ttl": 30},
+    "putMachineDefinition": {
+        "initial": "pending",
+        "states": ["pending", "paid", "cancelled"],
+        "final": ["cancelled"],
+        "transitions": [
+            {"event": "pay", "from": "pending", "to": "paid"},
+            {"event": "cancel", "from": ["pending", "paid"], "to": "cancelled"},
+        ],
+    },
+    "createMachineInstance": {"id": "o1", "data": {"total": 9}},
+    "fireMachineEvent": {"event": "pay", "payload": {"amount": 9}},
+    "scheduleTimer": {"handler": "myapp.jobs:remind", "after": 60, "payload": {"n": 1}},
 }
 
 #: operationId -> {status: {link name: link}}
@@ -167,12 +181,24 @@ def _bump(name):
 
 
 def augmented(doc: dict[str, Any]) -> dict[str, Any]:
-    """The served document plus links and request-body examples (test only)."""
+    """The served document plus links and request-body examples (test only).
+
+    A lock acquire may wait (up to 20 s) while the lock is held, as documented; here
+    its ``wait`` is kept under a second, or a generated request would outlast
+    schemathesis' own 10 s request timeout."""
     for item in doc["paths"].values():
         for op in item.values():
             if not isinstance(op, dict):
                 continue
             opid = op.get("operationId")
+            if opid == "acquireLock":
+                for media in op["requestBody"]["content"].values():
+                    media["schema"] = json.loads(json.dumps(media["schema"]))
+                    media["schema"]["properties"]["wait"] = {
+                        "type": "number",
+                        "minimum": 0,
+                        "maximum": 1,
+                    }
             body = op.get("requestBody")
             if opid in BODY_EXAMPLES and body:
                 for media in body["content"].values():

@@ -189,7 +189,7 @@ def test_bad_options_name_the_field(
 
 
 def test_a_worker_with_nothing_to_run_refuses_to_start(store_factory: StoreFactory) -> None:
-    worker = Worker(store_factory(), sweep_interval=0)
+    worker = Worker(store_factory(), sweep_interval=0, timers=False)
     with pytest.raises(InvalidRequest, match="nothing to run"):
         worker.start()
     assert not worker.running

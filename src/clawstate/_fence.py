@@ -7,8 +7,9 @@ it grants a lease of that name.  Row versions never repeat or go back (no ABA, s
 
 ``ns.put(key, value, fence=lease)`` (and ``put_many``, ``delete``, a transaction's
 writes) sends, ahead of its writes in the same unit, one :data:`OP_FENCE` check of
-that row: the storage refuses the whole unit with :class:`FencingError` once the row's
-version exceeds the token — a newer lease of that name exists — so a holder paused
+that row: the storage refuses the whole unit with :class:`FencingError` unless the row's
+version is exactly the token — once a newer lease of that name exists, or for a token
+no lease was ever granted (a forged one, even a higher one) — so a holder paused
 past its lease (a GC pause, a frozen VM) cannot overwrite the next holder's work.
 The check runs in the writes' own transaction, under whatever serialises writers
 (SQLite's write lock, PostgreSQL's head row lock, one Redis script), so no lease can

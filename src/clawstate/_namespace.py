@@ -78,6 +78,8 @@ class NamespaceHost(Protocol):
 
     def namespace(self, name: str, /, **options: Any) -> Namespace: ...
 
+    def _any_namespace(self, name: str) -> Namespace: ...
+
 
 _fingerprint_encoder = msgspec.msgpack.Encoder()
 _cursor_decoder = msgspec.msgpack.Decoder(tuple[str, str])
@@ -168,7 +170,8 @@ class Namespace:
         except IntegrityError:
             # Another process may have rotated the keyring since we loaded it.
             if self._store._reload_keyring():
-                self._codec = self._store.namespace(self.name)._codec
+                # _any_namespace: a system namespace (_timers, _machine.x) reloads too
+                self._codec = self._store._any_namespace(self.name)._codec
                 return self._codec.decode(self.name, st.key, st.value)
             raise
 

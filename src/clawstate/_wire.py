@@ -155,6 +155,8 @@ class BatchPut(msgspec.Struct, forbid_unknown_fields=True):
 
     items: list[tuple[Any, Any]]
     ttl: Any = None
+    #: a fenced batch: ``{"name": <lock>, "token": <int>}`` (see ``server/locks.py``)
+    fence: Any = None
 
 
 class ItemsByKey(msgspec.Struct):
@@ -184,6 +186,8 @@ class TxWrite(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     if_absent: Any = msgspec.UNSET
     #: keep the live item's expiry (``TxNamespace.put(keep_ttl=True)``)
     keep_ttl: Any = msgspec.UNSET
+    #: a fenced write: ``{"name": <lock>, "token": <int>}`` (see ``server/locks.py``)
+    fence: Any = None
 
     def check(self, index: int) -> None:
         """Refuse fields that do not apply to the op, naming them (``writes[i].ttl``)."""

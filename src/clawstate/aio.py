@@ -30,6 +30,9 @@ from .types import AppendResult, Change, CheckReport, Item, Page
 
 if TYPE_CHECKING:
     from .events.aio import AsyncEventStore, AsyncTxEvents
+    from .locks import AsyncLockContext, AsyncLocks
+    from .machines.aio import AsyncMachine
+    from .timers import AsyncTimers
 
 __all__ = ["AsyncNamespace", "AsyncStore", "AsyncTransaction", "AsyncWatch"]
 
@@ -363,6 +366,8 @@ class AsyncStore:
             )
         self._namespaces: dict[str, AsyncNamespace] = {}
         self._events: AsyncEventStore | None = None
+        self._locks: AsyncLocks | None = None
+        self._timers: AsyncTimers | None = None
 
     @property
     def sync(self) -> Store:
@@ -394,6 +399,45 @@ class AsyncStore:
 
             self._events = AsyncEventStore(self._store.events, self._run)
         return self._events
+
+    @property
+    def locks(self) -> AsyncLocks:
+        """Leases with fencing tokens, awaitable (see ``Store.locks``)."""
+        if self._locks is None:
+            from .locks import AsyncLocks
+
+            self._locks = AsyncLocks(self._store.locks, self._run)
+        return self._locks
+
+    @property
+    def timers(self) -> AsyncTimers:
+        """Durable timers, awaitable (see ``Store.timers``; firing is the worker's)."""
+        if self._timers is None:
+            from .timers import AsyncTimers
+
+            self._timers = AsyncTimers(self._store.timers, self._run)
+        return self._timers
+
+    def lock(
+        self,
+        name: str,
+        *,
+        ttl: float | str = 30,
+        wait: float | str | None = None,
+        renew: bool = False,
+        owner: str | None = None,
+    ) -> AsyncLockContext:
+        """``async with astore.lock(name, ...) as lease:`` (see ``Store.lock``)."""
+        from .locks import AsyncLockContext
+
+        return AsyncLockContext(self.locks, name, ttl, wait, renew, owner)
+
+    def machine(self, name: str, definition: Any = None) -> AsyncMachine:
+        """The state machine ``name``, awaitable (see ``Store.machine``): the
+        definition is checked now, stored on the first awaited call."""
+        from .machines.aio import AsyncMachine
+
+        return AsyncMachine(self._store, self._run, name, definition)
 
     def watch(
         self,

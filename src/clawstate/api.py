@@ -19,6 +19,7 @@ sync face                    awaitable face (``open_async``)
 :class:`EventsAPI`           :class:`AsyncEventsAPI`
 :class:`SubscriptionAPI`     :class:`AsyncSubscriptionAPI`
 :class:`SnapshotsAPI`        :class:`AsyncSnapshotsAPI`
+:class:`LocksAPI`            :class:`AsyncLocksAPI`
 ===========================  ==================================================
 
 The two faces differ only by awaiting: what the sync face returns, the awaitable face
@@ -63,6 +64,7 @@ from .types import (
     Event,
     ExpectedVersion,
     Item,
+    Lease,
     Page,
     RecordedEvent,
 )
@@ -75,9 +77,13 @@ if TYPE_CHECKING:
     from .events.snapshots import Snapshot
     from .events.store import EventFilter, StreamMetadata, StreamPage, _Keep
     from .events.upcasting import Upcasters
+    from .locks import AsyncLockContext, LockContext
+    from .timers import TimerPage
+    from .types import TimerInfo
 
 __all__ = [
     "AsyncEventsAPI",
+    "AsyncLocksAPI",
     "AsyncNamespaceAPI",
     "AsyncSnapshotsAPI",
     "AsyncStoreAPI",
@@ -87,6 +93,7 @@ __all__ = [
     "AsyncTxNamespaceAPI",
     "AsyncWatchAPI",
     "EventsAPI",
+    "LocksAPI",
     "NamespaceAPI",
     "SnapshotsAPI",
     "StoreAPI",
@@ -149,6 +156,7 @@ class NamespaceAPI(Protocol):
         if_absent: bool = False,
         idempotency_key: str | None = None,
         keep_ttl: bool = False,
+        fence: Any = None,
     ) -> Item: ...
 
     def put_many(
@@ -157,10 +165,16 @@ class NamespaceAPI(Protocol):
         *,
         ttl: float | None = None,
         idempotency_key: str | None = None,
+        fence: Any = None,
     ) -> list[Item]: ...
 
     def delete(
-        self, key: str, *, if_version: int | None = None, idempotency_key: str | None = None
+        self,
+        key: str,
+        *,
+        if_version: int | None = None,
+        idempotency_key: str | None = None,
+        fence: Any = None,
     ) -> bool: ...
 
     def update(
@@ -193,9 +207,10 @@ class TxNamespaceAPI(Protocol):
         if_version: int | None = None,
         if_absent: bool = False,
         keep_ttl: bool = False,
+        fence: Any = None,
     ) -> None: ...
 
-    def delete(self, key: str, *, if_version: int | None = None) -> None: ...
+    def delete(self, key: str, *, if_version: int | None = None, fence: Any = None) -> None: ...
 
 
 class TxEventsAPI(Protocol):
@@ -362,6 +377,52 @@ class EventsAPI(Protocol):
     def projection_status(self) -> list[ProjectionStatus]: ...
 
 
+# -- locks ------------------------------------------------------------------------------
+
+
+class LocksAPI(Protocol):
+    """``store.locks``: leases with fencing tokens (see :mod:`clawstate.locks`)."""
+
+    def acquire(
+        self,
+        name: str,
+        *,
+        ttl: float | str = 30,
+        wait: float | str | None = 0,
+        owner: str | None = None,
+    ) -> Lease: ...
+
+    def renew(self, lease: Lease, *, ttl: float | str | None = None) -> Lease: ...
+
+    def release(self, lease: Lease) -> bool: ...
+
+    def get(self, name: str) -> Lease | None: ...
+
+
+# -- timers -----------------------------------------------------------------------------
+
+
+class TimersAPI(Protocol):
+    """``store.timers``: durable timers (see :mod:`clawstate.timers`); firing is the
+    worker's, next to an embedded store."""
+
+    def schedule(
+        self,
+        name: str,
+        *,
+        handler: str,
+        at: float | None = None,
+        after: float | str | None = None,
+        payload: Any = None,
+    ) -> TimerInfo: ...
+
+    def cancel(self, name: str) -> bool: ...
+
+    def get(self, name: str) -> TimerInfo | None: ...
+
+    def list(self, prefix: str = "", limit: int = 100, cursor: str | None = None) -> TimerPage: ...
+
+
 # -- the store ------------------------------------------------------------------------
 
 
@@ -387,6 +448,22 @@ class StoreAPI(Protocol):
     def events(self) -> EventsAPI: ...
 
     def transaction(self, *, idempotency_key: str | None = None) -> TransactionAPI: ...
+
+    @property
+    def locks(self) -> LocksAPI: ...
+
+    @property
+    def timers(self) -> TimersAPI: ...
+
+    def lock(
+        self,
+        name: str,
+        *,
+        ttl: float | str = 30,
+        wait: float | str | None = None,
+        renew: bool = False,
+        owner: str | None = None,
+    ) -> LockContext: ...
 
     def watch(
         self,
@@ -469,6 +546,7 @@ class AsyncNamespaceAPI(Protocol):
         if_absent: bool = False,
         idempotency_key: str | None = None,
         keep_ttl: bool = False,
+        fence: Any = None,
     ) -> Item: ...
 
     async def put_many(
@@ -477,10 +555,16 @@ class AsyncNamespaceAPI(Protocol):
         *,
         ttl: float | None = None,
         idempotency_key: str | None = None,
+        fence: Any = None,
     ) -> list[Item]: ...
 
     async def delete(
-        self, key: str, *, if_version: int | None = None, idempotency_key: str | None = None
+        self,
+        key: str,
+        *,
+        if_version: int | None = None,
+        idempotency_key: str | None = None,
+        fence: Any = None,
     ) -> bool: ...
 
     async def update(
@@ -515,9 +599,12 @@ class AsyncTxNamespaceAPI(Protocol):
         if_version: int | None = None,
         if_absent: bool = False,
         keep_ttl: bool = False,
+        fence: Any = None,
     ) -> Awaitable[None]: ...
 
-    def delete(self, key: str, *, if_version: int | None = None) -> Awaitable[None]: ...
+    def delete(
+        self, key: str, *, if_version: int | None = None, fence: Any = None
+    ) -> Awaitable[None]: ...
 
 
 class AsyncTxEventsAPI(Protocol):
@@ -680,6 +767,25 @@ class AsyncEventsAPI(Protocol):
     async def projection_status(self) -> list[ProjectionStatus]: ...
 
 
+class AsyncLocksAPI(Protocol):
+    """Awaitable :class:`LocksAPI` (``astore.locks``)."""
+
+    async def acquire(
+        self,
+        name: str,
+        *,
+        ttl: float | str = 30,
+        wait: float | str | None = 0,
+        owner: str | None = None,
+    ) -> Lease: ...
+
+    async def renew(self, lease: Lease, *, ttl: float | str | None = None) -> Lease: ...
+
+    async def release(self, lease: Lease) -> bool: ...
+
+    async def get(self, name: str) -> Lease | None: ...
+
+
 class AsyncStoreAPI(Protocol):
     """Awaitable :class:`StoreAPI`: what :class:`~clawstate.AsyncStore` and the HTTP
     client's ``AsyncRemoteStore`` share.  ``clawstate.open_async()`` returns this."""
@@ -702,6 +808,19 @@ class AsyncStoreAPI(Protocol):
     def events(self) -> AsyncEventsAPI: ...
 
     def transaction(self, *, idempotency_key: str | None = None) -> AsyncTransactionAPI: ...
+
+    @property
+    def locks(self) -> AsyncLocksAPI: ...
+
+    def lock(
+        self,
+        name: str,
+        *,
+        ttl: float | str = 30,
+        wait: float | str | None = None,
+        renew: bool = False,
+        owner: str | None = None,
+    ) -> AsyncLockContext: ...
 
     def watch(
         self,

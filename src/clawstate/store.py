@@ -39,6 +39,8 @@ from .types import CheckReport
 
 if TYPE_CHECKING:
     from .events.store import EventStore
+    from .locks import LockContext, Locks
+    from .machines.machine import Machine
     from .timers import Timers
 
 __all__ = ["Clock", "Namespace", "Store", "Transaction", "TxNamespace", "Watch"]
@@ -70,6 +72,8 @@ class Store:
         self.config = config
         self._clock: Clock = clock or time.time
         self._timers: Timers | None = None
+        self._locks: Locks | None = None
+        self._machines: dict[str, Machine] = {}
         self._keyring = keyring
         self._keyring_lock = threading.Lock()
         #: per backend: the key ids recorded as sealing its values (see _open_keyring)
@@ -88,6 +92,8 @@ class Store:
         for backend in self._backends.values():
             backend.start_background()
         self._namespaces: dict[str, Namespace] = {}
+        #: the system namespaces built so far, by (name, built-in indexes)
+        self._system_namespaces: dict[tuple[str, tuple[str, ...]], Namespace] = {}
         #: (backend, namespace, index paths) already ensured (see _ensure_indexes)
         self._indexed: set[tuple[str, str, tuple[str, ...]]] = set()
         #: every namespace's cache, the change-log tailers, write-back (docs/cache.md)
@@ -173,11 +179,15 @@ class Store:
         server's ``_tokens`` and ``_audit``, the timers, locks and machines).
         :meth:`namespace` refuses these names to applications; system code reaches them
         here.  Not cached in ``_namespaces``, so the reserved names never leak into
-        ``namespace()``'s fast path.
+        ``namespace()``'s fast path; kept in their own cache.
 
         ``indexes``: paths the owning module queries by (the timers' ``due``, a
         machine's ``state``), declared on top of whatever the config's policy for the
         name lists and built once per store, as a configured index would be."""
+        if type(name) is str and type(indexes) is tuple:
+            cached = self._system_namespaces.get((name, indexes))
+            if cached is not None:
+                return cached
         if not (isinstance(name, str) and name.startswith("_")):
             raise InvalidRequest("namespace", f"system namespaces start with '_', got {name!r}")
         check_namespace_name(name, self.config.limits.max_namespace_len, system=True)
@@ -188,11 +198,64 @@ class Store:
         ns = Namespace(self, name, policy)
         if policy.indexes and (ns.backend_name, name, tuple(policy.indexes)) not in self._indexed:
             self._ensure_indexes(ns)
+        # Kept: a transaction's timer or machine write reaches its system namespace per
+        # call, and building a Namespace (policy, codec, cache) each time halved the
+        # rate of machine transitions that arm timeouts.
+        self._system_namespaces[(name, indexes)] = ns
         return ns
 
     def _any_namespace(self, name: str) -> Namespace:
         """An application namespace or a system one (maintenance walks both)."""
         return self._system_namespace(name) if name.startswith("_") else self.namespace(name)
+
+    def machine(self, name: str, definition: Any = None) -> Machine:
+        """The state machine ``name`` (see :mod:`clawstate.machines`): ``definition`` (a
+        dict, TOML text or a ``StateMachine`` subclass) is checked and stored with a
+        version; None loads the stored one.  One handle per name, cached."""
+        from .machines.machine import open_machine
+
+        with _EVENTS_LOCK:
+            cached = self._machines.get(name) if type(name) is str else None
+        if cached is not None and (
+            definition is None or cached._definition.fingerprint == _fingerprint_of(definition)
+        ):
+            return cached
+        handle = open_machine(self, name, definition)
+        with _EVENTS_LOCK:
+            self._machines[name] = handle
+        return handle
+
+    @property
+    def locks(self) -> Locks:
+        """Leases with fencing tokens (see :mod:`clawstate.locks`): acquire, renew,
+        release, get."""
+        locks = self._locks
+        if locks is None:
+            from .locks import Locks
+
+            with _EVENTS_LOCK:
+                locks = self._locks
+                if locks is None:
+                    locks = self._locks = Locks(self)
+        return locks
+
+    def lock(
+        self,
+        name: str,
+        *,
+        ttl: float | str = 30,
+        wait: float | str | None = None,
+        renew: bool = False,
+        owner: str | None = None,
+    ) -> LockContext:
+        """``with store.lock(name, ttl=30, wait=None) as lease:`` — hold the lock
+        ``name`` for the block (see :class:`clawstate.locks.LockContext`); pass
+        ``fence=lease`` to the block's writes so the storage refuses them once a newer
+        lease exists.  ``wait=None`` waits for ever, ``renew=True`` renews in the
+        background."""
+        from .locks import LockContext
+
+        return LockContext(self.locks, name, ttl, wait, renew, owner)
 
     @property
     def timers(self) -> Timers:
@@ -464,6 +527,7 @@ class Store:
                 return False
             self._keyring = fresh
             self._namespaces.clear()
+            self._system_namespaces.clear()
             return True
 
     def rotate_keys(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -483,6 +547,7 @@ class Store:
             if self._kids.get(bname):
                 self._record_key_id(bname, kid)
         self._namespaces.clear()
+        self._system_namespaces.clear()
         names = [(b, ns) for b in self._backends.values() for ns in b.namespaces()]
         total = sum(b.count(ns, 0.0) for b, ns in names)
         done = rewrapped = 0
@@ -558,6 +623,9 @@ class Store:
         out["cache"] = self._cache.stats()
         if getattr(self._backend.capabilities, "events", False):
             out["events"] = self.events.stats()
+        if "_timers" in namespaces:
+            # pending / overdue / oldest overdue: two index reads (clawstate.timers)
+            out["timers"] = self.timers.stats()
         return out
 
     def check(
@@ -673,6 +741,17 @@ def _survey_key_ids(backend: Backend) -> set[str]:
             if kid is not None:
                 kids.add(kid)
     return kids
+
+
+def _fingerprint_of(definition: Any) -> str | None:
+    """The fingerprint of a machine definition, or None if it does not parse (then the
+    handle is rebuilt and the parse error raised there)."""
+    from .machines.definition import parse_definition
+
+    try:
+        return parse_definition(definition).fingerprint
+    except ClawStateError:
+        return None
 
 
 def _option_error(field: str, message: str) -> InvalidRequest:

@@ -33,6 +33,7 @@ from .errors import ClawStateError, InvalidRequest
 if TYPE_CHECKING:
     from .events.projections import Projection, ProjectionRunner
     from .store import Store
+    from .timers import TimerJob
 
 __all__ = ["Worker"]
 
@@ -55,6 +56,9 @@ class Worker:
         sweep_interval: float | None = None,
         batch: int = 500,
         idle_wait: float = 1.0,
+        timers: bool = True,
+        timer_handlers: Iterable[str] | None = None,
+        timer_batch: int = 100,
     ) -> None:
         interval = store.config.sweep_interval if sweep_interval is None else sweep_interval
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval < 0:
@@ -77,6 +81,15 @@ class Worker:
         self._swept: dict[str, int] = {}
         self._sweep_error: str | None = None
         self._last_sweep: float | None = None
+        # The timers job (clawstate.timers.TimerJob): its own Timers, so its counters
+        # and handler allow-list are the worker's, not every user of store.timers.
+        self._timer_job: TimerJob | None = None
+        if timers:
+            from .timers import TimerJob, Timers
+
+            own = Timers(store)
+            own.allow_handlers(timer_handlers)
+            self._timer_job = TimerJob(own, batch=timer_batch)
 
     @property
     def runner(self) -> ProjectionRunner | None:
@@ -90,7 +103,13 @@ class Worker:
         on); returns what was done.  Errors propagate."""
         handled = self._runner.run_until_idle() if self._runner is not None else 0
         swept = self._sweep_once(raise_errors=True) if self._sweep_interval > 0 else {}
-        return {"handled": handled, "swept": swept}
+        out: dict[str, Any] = {"handled": handled, "swept": swept}
+        if self._timer_job is not None:
+            job, fired = self._timer_job, 0
+            while n := job.timers.fire_due(limit=job.batch, max_attempts=job.max_attempts):
+                fired += n
+            out["timers_fired"] = fired
+        return out
 
     # -- until stopped --------------------------------------------------------------------
 
@@ -111,9 +130,14 @@ class Worker:
                 )
             if self._sweep_interval > 0:
                 jobs.append(("sweep", self._sweep_loop))
+            if self._timer_job is not None:
+                job = self._timer_job
+                job._stop.clear()
+                jobs.append(("timers", job.run))
             if not jobs:
                 raise InvalidRequest(
-                    "worker", "nothing to run: give projections or a sweep_interval > 0"
+                    "worker",
+                    "nothing to run: give projections, a sweep_interval > 0 or timers",
                 )
             for name, target in jobs:
                 t = threading.Thread(target=target, name=f"clawstate-worker-{name}", daemon=True)
@@ -142,6 +166,8 @@ class Worker:
         self._stop.set()
         if self._runner is not None:
             self._runner.stop()
+        if self._timer_job is not None:
+            self._timer_job.stop()
         with self._lock:
             threads, self._threads = self._threads, []
         limit = self._idle_wait + 30.0 if timeout is None else timeout
@@ -171,6 +197,7 @@ class Worker:
                 "last_run": self._last_sweep,
                 "last_error": self._sweep_error,
             },
+            "timers": None if self._timer_job is None else self._timer_job.status(),
         }
 
     # -- the sweep job --------------------------------------------------------------------

@@ -64,6 +64,7 @@ __all__ = [
     "Row",
     "RowAccess",
     "apply_unit",
+    "checks_first",
     "decode_outcomes",
     "encode_outcomes",
     "expected_name",
@@ -220,6 +221,34 @@ def idempotency_scope(unit: WriteUnit) -> str | None:
     return hashlib.blake2b(scope, digest_size=16).hexdigest() + ":" + idem
 
 
+def checks_first(unit: WriteUnit) -> bool:
+    """True when every check that can refuse ``unit`` runs before its first change, so
+    a refused unit has written nothing and needs no savepoint to undo.
+
+    A unit of one write or one append is such a unit; so is a lease's acquire (a
+    create-only put, then an unconditional one) or release (a fencing check, then an
+    unconditional delete).  Anything with appends beside writes, or with a check after
+    a change, is not (conservatively: ops other than put, delete and fence count as
+    checks that change)."""
+    if unit.events:
+        return not unit.writes and len(unit.events) == 1
+    changed = False
+    for w in unit.writes:
+        op = w.op
+        if op == OP_FENCE:
+            can_fail, changes = True, False
+        elif op == OP_PUT:
+            can_fail, changes = w.if_version is not None or w.if_absent, True
+        elif op == OP_DELETE:
+            can_fail, changes = w.if_version is not None, True
+        else:
+            can_fail, changes = True, True
+        if can_fail and changed:
+            return False
+        changed = changed or changes
+    return True
+
+
 def apply_unit(rows: RowAccess, unit: WriteUnit) -> list[Outcome]:
     """Apply ``unit`` through ``rows``; raise before returning if any check fails.
 
@@ -292,7 +321,7 @@ def apply_unit(rows: RowAccess, unit: WriteUnit) -> list[Outcome]:
             )
         elif op == OP_FENCE:
             token = w.if_version or 0
-            if live is None or live.version > token:
+            if live is None or live.version != token:  # newer lease, or a forged token
                 raise FencingError(key, token, None if live is None else live.version)
             outcomes.append(Outcome(ns, key, OP_FENCE, True, live.version, 0, 0.0, 0.0, None))
         elif op == OP_REWRAP:

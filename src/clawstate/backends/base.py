@@ -107,10 +107,11 @@ OP_REWRAP = 3
 OP_APPEND = 4
 #: A fencing check, written nowhere: the live row at ``(namespace, key)`` — a lock's
 #: fence row, whose version is the newest fencing token granted for that lock — must
-#: exist with a version of at most ``if_version`` (the token the writer holds), else
-#: the whole unit is refused with :class:`~clawstate.errors.FencingError`.  Checked in
-#: the unit's own transaction, so no newer lease can be granted between the check and
-#: the writes it guards.  Its outcome has ``applied`` True and ``version`` the row's.
+#: exist at exactly version ``if_version`` (the token the writer holds: a newer lease
+#: has a higher version, and a token no lease was granted — a forged one — matches no
+#: version), else the whole unit is refused with :class:`~clawstate.errors.FencingError`.
+#: Checked in the unit's own transaction, so no newer lease can be granted between the
+#: check and the writes it guards.  Its outcome has ``applied`` True and ``version`` the row's.
 OP_FENCE = 5
 OP_NAMES: dict[int, str] = {OP_PUT: "put", OP_DELETE: "delete", OP_EXPIRE: "expire"}
 

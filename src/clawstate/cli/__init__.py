@@ -25,7 +25,10 @@ from .. import __version__
 from . import admin, kv, ops
 from ._common import state
 from .events import events_app
+from .locks import locks_app
+from .machines import machines_app
 from .projections import projections_app, worker
+from .timers import timers_app
 
 __all__ = ["HELP_ORDER", "app", "main"]
 
@@ -42,6 +45,9 @@ HELP_ORDER = (
     "events",
     "projections",
     "worker",
+    "locks",
+    "machines",
+    "timers",
     "stats",
     "check",
     "index",
@@ -112,6 +118,9 @@ app.command()(kv.watch)
 app.add_typer(events_app, name="events")
 app.add_typer(projections_app, name="projections")
 app.command("worker")(worker)
+app.add_typer(locks_app, name="locks")
+app.add_typer(machines_app, name="machines")
+app.add_typer(timers_app, name="timers")
 app.command()(ops.stats)
 app.command()(ops.check)
 app.command()(ops.index)

@@ -77,6 +77,15 @@ def stats(
         )
     print_table(table)
     _print_cache_table(data.get("cache") or {})
+    timers = data.get("timers")
+    if timers:
+        age = timers.get("oldest_overdue_age")
+        console.print(
+            f"timers: {timers.get('pending')} pending, {timers.get('overdue')} overdue"
+            + ("" if age is None else f", oldest overdue {age:.1f} s"),
+            highlight=False,
+            markup=False,
+        )
     for bname, info in data["backends"].items():
         console.print(f"[bold]backend {bname}[/]: {info.get('backend', '')}", highlight=False)
         for key, value in info.items():

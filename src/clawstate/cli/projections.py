@@ -68,6 +68,21 @@ def load_projection(spec: str, field: str = "projection") -> Projection:
     return projection
 
 
+def _load_machine(spec: str) -> None:
+    """Register the class-based machine ``module:Class`` (current directory on the
+    path, as for projections) so this process can run its guards and actions."""
+    from ..errors import ClawStateError
+    from ..machines.registry import load_class
+
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        load_class(spec)
+    except ClawStateError as exc:
+        fail(exc)
+
+
 def _caught_up(runner: ProjectionRunner, last: int) -> tuple[int, int | None]:
     """Progress of a catch-up run: the slowest projection's position of ``last``."""
     rows = runner.status()
@@ -207,6 +222,14 @@ def worker(
             help="module:Class of a projection to run (repeat for several)",
         ),
     ] = None,
+    machine: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--machine",
+            help="module:Class of a class-based state machine whose timeouts and actions "
+            "this worker fires (repeat for several)",
+        ),
+    ] = None,
     sweep_interval: Annotated[
         str | None,
         typer.Option(
@@ -222,9 +245,26 @@ def worker(
         bool,
         typer.Option("--once", help="Catch up and sweep once, print what was done, exit"),
     ] = False,
+    timers: Annotated[
+        bool,
+        typer.Option(
+            "--timers/--no-timers",
+            help="Fire due durable timers (docs/timers.md); --no-timers leaves them to "
+            "another worker",
+        ),
+    ] = True,
+    timer_handler: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--timer-handlers",
+            help="Allow-list: a module whose functions may run as timer handlers (repeat "
+            "for several; default: any importable function — see the trust model in "
+            "docs/timers.md)",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "info",
 ) -> None:
-    """Run projections and the sweep until SIGTERM or Ctrl-C (or, with --once, one pass).
+    """Run projections, the sweep and the timers until SIGTERM or Ctrl-C (or --once).
 
     Each projection's read-model writes commit with its checkpoint; several workers
     may run the same projections (a page is committed by one of them only).  The
@@ -234,6 +274,7 @@ def worker(
     \b
     Example:
       clawstate worker --once --projection clawstate.events.projections:EventCounts
+      clawstate worker --once --timer-handlers myapp.jobs
     """
     import signal
     import threading
@@ -242,6 +283,8 @@ def worker(
     from ..worker import Worker
 
     projections = [load_projection(spec) for spec in projection or ()]
+    for spec in machine or ():
+        _load_machine(spec)
     interval = None if sweep_interval is None else parse_seconds(sweep_interval, "sweep_interval")
     config = configured()
     if names_a_server(config.url):
@@ -258,7 +301,13 @@ def worker(
             sweep_interval=interval,
             batch=batch,
             idle_wait=idle_wait,
+            timers=timers,
+            timer_handlers=timer_handler,
         )
+        if timers:
+            cwd = os.getcwd()
+            if cwd not in sys.path and "" not in sys.path:
+                sys.path.insert(0, cwd)  # handlers import as projections do
         if once:
             runner = w.runner
             last = opened.events.last_position

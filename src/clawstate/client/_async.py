@@ -10,6 +10,7 @@ from .._awaitable import BUFFERED, Buffered
 from .._retry import update_item_async
 from .._validate import check_key_list
 from ..config import Config
+from ..locks import AsyncLockContext
 from ..types import (
     AppendResult,
     CheckReport,
@@ -34,6 +35,9 @@ from ._events import (
     AsyncRemoteEvents,
     AsyncRemoteTxEvents,
 )
+from ._locks import AsyncRemoteLocks
+from ._machines import AsyncRemoteMachine
+from ._machines import list_call as _machines_list_call
 from ._sse import (
     AsyncRemoteWatch,
     _start_watch,
@@ -41,6 +45,7 @@ from ._sse import (
 from ._sync import (
     RemoteStore,
 )
+from ._timers import AsyncRemoteTimers
 from ._transport import (
     _AsyncTransport,
 )
@@ -87,9 +92,12 @@ class AsyncRemoteNamespace:
         if_absent: bool = False,
         idempotency_key: str | None = None,
         keep_ttl: bool = False,
+        fence: Any = None,
     ) -> Item:
         return await self._t.call(
-            _put_call(self._spec, key, value, ttl, if_version, if_absent, idempotency_key, keep_ttl)
+            _put_call(
+                self._spec, key, value, ttl, if_version, if_absent, idempotency_key, keep_ttl, fence
+            )
         )
 
     async def put_many(
@@ -98,16 +106,22 @@ class AsyncRemoteNamespace:
         *,
         ttl: float | None = None,
         idempotency_key: str | None = None,
+        fence: Any = None,
     ) -> list[Item]:
-        call = _put_many_call(self._spec, items, ttl, idempotency_key)
+        call = _put_many_call(self._spec, items, ttl, idempotency_key, fence)
         if not call.body["items"]:
             return []
         return await self._t.call(call)
 
     async def delete(
-        self, key: str, *, if_version: int | None = None, idempotency_key: str | None = None
+        self,
+        key: str,
+        *,
+        if_version: int | None = None,
+        idempotency_key: str | None = None,
+        fence: Any = None,
     ) -> bool:
-        return await self._t.call(_delete_call(self._spec, key, if_version, idempotency_key))
+        return await self._t.call(_delete_call(self._spec, key, if_version, idempotency_key, fence))
 
     async def update(
         self,
@@ -177,12 +191,13 @@ class AsyncRemoteTxNamespace:
         if_version: int | None = None,
         if_absent: bool = False,
         keep_ttl: bool = False,
+        fence: Any = None,
     ) -> Buffered:
-        self._tx._buf.put(self.name, key, value, ttl, if_version, if_absent, keep_ttl)
+        self._tx._buf.put(self.name, key, value, ttl, if_version, if_absent, keep_ttl, fence)
         return BUFFERED
 
-    def delete(self, key: str, *, if_version: int | None = None) -> Buffered:
-        self._tx._buf.delete(self.name, key, if_version)
+    def delete(self, key: str, *, if_version: int | None = None, fence: Any = None) -> Buffered:
+        self._tx._buf.delete(self.name, key, if_version, fence)
         return BUFFERED
 
 
@@ -267,6 +282,37 @@ class AsyncRemoteStore:
 
     def transaction(self, *, idempotency_key: str | None = None) -> AsyncRemoteTransaction:
         return AsyncRemoteTransaction(self, idempotency_key)
+
+    def machine(self, name: str, definition: Any = None) -> AsyncRemoteMachine:
+        """The state machine ``name`` over HTTP, awaitable (see ``Store.machine``); the
+        definition is stored on the first awaited call."""
+        return AsyncRemoteMachine(self._t, name, definition)
+
+    async def list_machines(self) -> list[str]:
+        """The machines with a stored definition that this token may read."""
+        return await self._t.call(_machines_list_call())
+
+    @property
+    def timers(self) -> AsyncRemoteTimers:
+        """Durable timers over HTTP, awaitable (see ``Store.timers``; firing is the worker's)."""
+        return AsyncRemoteTimers(self._t)
+
+    @property
+    def locks(self) -> AsyncRemoteLocks:
+        """Leases with fencing tokens over HTTP, awaitable (see ``Store.locks``)."""
+        return AsyncRemoteLocks(self._t)
+
+    def lock(
+        self,
+        name: str,
+        *,
+        ttl: float | str = 30,
+        wait: float | str | None = None,
+        renew: bool = False,
+        owner: str | None = None,
+    ) -> AsyncLockContext:
+        """``async with astore.lock(name, ...) as lease:`` over HTTP."""
+        return AsyncLockContext(self.locks, name, ttl, wait, renew, owner)
 
     @property
     def events(self) -> AsyncRemoteEvents:

@@ -11,6 +11,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 import msgspec
 
+from .._fence import check_fence
 from .._validate import (
     check_flag,
     check_key,
@@ -35,6 +36,7 @@ from .._wire import (
 from ..config import Limits
 from ..errors import InvalidRequest
 from ..events.store import SNAPSHOTS_NS
+from ..locks import fence_to_wire
 from ..types import (
     AppendResult,
     Change,
@@ -130,6 +132,7 @@ def _put_call(
     if_absent: bool,
     idem: Any,
     keep_ttl: bool = False,
+    fence: Any = None,
 ) -> _Call[Item]:
     check_key(key, ns.limits.max_key_bytes)
     check_flag(if_absent, "if_absent")
@@ -147,6 +150,8 @@ def _put_call(
         params["keep_ttl"] = "true"
     if if_version is not None:
         params["if_version"] = str(if_version)
+    if fence is not None:
+        _fence_params(params, fence)
     headers: dict[str, str] = {}
     if if_absent:
         headers["if-none-match"] = "*"
@@ -165,6 +170,13 @@ def _put_call(
         idem is not None,
         parse,
     )
+
+
+def _fence_params(params: dict[str, Any], fence: Any) -> None:
+    """A fenced item write's ``?fence=<lock>&fence_token=<token>`` (server/locks.py)."""
+    name, token = check_fence(fence)
+    params["fence"] = name
+    params["fence_token"] = str(token)
 
 
 def _check_keep_ttl(keep_ttl: Any, ttl: Any) -> None:
@@ -186,6 +198,7 @@ def _put_many_call(
     items: Mapping[str, Any] | Iterable[tuple[str, Any]],
     ttl: Any,
     idem: Any,
+    fence: Any = None,
 ) -> _Call[list[Item]]:
     pairs = check_pairs(items, ns.limits.max_batch)
     for k, v in pairs:
@@ -201,23 +214,31 @@ def _put_many_call(
         return [m.with_value(v) for m, v in zip(metas, values, strict=True)]
 
     headers = {IDEMPOTENCY_KEY: idem} if idem is not None else None
+    body: dict[str, Any] = {"items": [[k, v] for k, v in pairs], "ttl": ttl}
+    if fence is not None:
+        body["fence"] = fence_to_wire(fence)
     return _Call(
         "POST",
         _ns_path(ns.name) + "/batch/put",
         None,
-        {"items": [[k, v] for k, v in pairs], "ttl": ttl},
+        body,
         headers or None,
         idem is not None,
         parse,
     )
 
 
-def _delete_call(ns: _NsSpec, key: Any, if_version: Any, idem: Any) -> _Call[bool]:
+def _delete_call(
+    ns: _NsSpec, key: Any, if_version: Any, idem: Any, fence: Any = None
+) -> _Call[bool]:
     check_key(key, ns.limits.max_key_bytes)
     if if_version is not None:
         check_version(if_version)
     _check_idem(idem)
-    params = None if if_version is None else {"if_version": str(if_version)}
+    params: dict[str, Any] | None = None if if_version is None else {"if_version": str(if_version)}
+    if fence is not None:
+        params = params or {}
+        _fence_params(params, fence)
     headers = {IDEMPOTENCY_KEY: idem} if idem is not None else None
     return _Call(
         "DELETE",
@@ -398,6 +419,7 @@ class _TxBuffer:
         if_version: Any,
         if_absent: bool,
         keep_ttl: bool = False,
+        fence: Any = None,
     ) -> None:
         check_key(key, self.limits.max_key_bytes)
         check_flag(if_absent, "if_absent")
@@ -418,15 +440,19 @@ class _TxBuffer:
             write["if_absent"] = True
         if keep_ttl:
             write["keep_ttl"] = True
+        if fence is not None:
+            write["fence"] = fence_to_wire(fence)
         self.add(write, value)
 
-    def delete(self, ns: str, key: Any, if_version: Any) -> None:
+    def delete(self, ns: str, key: Any, if_version: Any, fence: Any = None) -> None:
         check_key(key, self.limits.max_key_bytes)
         if if_version is not None:
             check_version(if_version)
         write: dict[str, Any] = {"op": "delete", "namespace": ns, "key": key}
         if if_version is not None:
             write["if_version"] = if_version
+        if fence is not None:
+            write["fence"] = fence_to_wire(fence)
         self.add(write, None)
 
     def overlay(

@@ -13,6 +13,7 @@ from .._retry import update_item
 from .._validate import check_key_list, check_namespace_name
 from ..config import Config, Limits
 from ..errors import ConfigError, InvalidRequest
+from ..locks import LockContext
 from ..types import (
     AppendResult,
     CheckReport,
@@ -34,10 +35,14 @@ from ._calls import (
     _TxBuffer,
 )
 from ._events import CHECKPOINT_ROUTES, RemoteEvents, RemoteTxEvents, _RemoteCheckpoints
+from ._locks import RemoteLocks
+from ._machines import RemoteMachine
+from ._machines import list_call as _machines_list_call
 from ._sse import (
     RemoteWatch,
     _start_watch,
 )
+from ._timers import RemoteTimers
 from ._transport import (
     CLIENT_OPTIONS,
     _Settings,
@@ -101,9 +106,12 @@ class RemoteNamespace:
         if_absent: bool = False,
         idempotency_key: str | None = None,
         keep_ttl: bool = False,
+        fence: Any = None,
     ) -> Item:
         return self._t.call(
-            _put_call(self._spec, key, value, ttl, if_version, if_absent, idempotency_key, keep_ttl)
+            _put_call(
+                self._spec, key, value, ttl, if_version, if_absent, idempotency_key, keep_ttl, fence
+            )
         )
 
     def put_many(
@@ -112,16 +120,22 @@ class RemoteNamespace:
         *,
         ttl: float | None = None,
         idempotency_key: str | None = None,
+        fence: Any = None,
     ) -> list[Item]:
-        call = _put_many_call(self._spec, items, ttl, idempotency_key)
+        call = _put_many_call(self._spec, items, ttl, idempotency_key, fence)
         if not call.body["items"]:
             return []
         return self._t.call(call)
 
     def delete(
-        self, key: str, *, if_version: int | None = None, idempotency_key: str | None = None
+        self,
+        key: str,
+        *,
+        if_version: int | None = None,
+        idempotency_key: str | None = None,
+        fence: Any = None,
     ) -> bool:
-        return self._t.call(_delete_call(self._spec, key, if_version, idempotency_key))
+        return self._t.call(_delete_call(self._spec, key, if_version, idempotency_key, fence))
 
     def update(
         self,
@@ -175,11 +189,12 @@ class RemoteTxNamespace:
         if_version: int | None = None,
         if_absent: bool = False,
         keep_ttl: bool = False,
+        fence: Any = None,
     ) -> None:
-        self._tx._buf.put(self.name, key, value, ttl, if_version, if_absent, keep_ttl)
+        self._tx._buf.put(self.name, key, value, ttl, if_version, if_absent, keep_ttl, fence)
 
-    def delete(self, key: str, *, if_version: int | None = None) -> None:
-        self._tx._buf.delete(self.name, key, if_version)
+    def delete(self, key: str, *, if_version: int | None = None, fence: Any = None) -> None:
+        self._tx._buf.delete(self.name, key, if_version, fence)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Item]:
         """The live items among ``keys`` as this transaction would leave them."""
@@ -374,6 +389,37 @@ class RemoteStore:
 
     def transaction(self, *, idempotency_key: str | None = None) -> RemoteTransaction:
         return RemoteTransaction(self, idempotency_key)
+
+    def machine(self, name: str, definition: Any = None) -> RemoteMachine:
+        """The state machine ``name`` over HTTP (see ``Store.machine``): a data
+        ``definition`` (dict or TOML text) is stored first; None uses the stored one."""
+        return RemoteMachine(self._t, name, definition)
+
+    def list_machines(self) -> list[str]:
+        """The machines with a stored definition that this token may read."""
+        return self._t.call(_machines_list_call())
+
+    @property
+    def timers(self) -> RemoteTimers:
+        """Durable timers over HTTP (see ``Store.timers``; firing is the worker's)."""
+        return RemoteTimers(self._t)
+
+    @property
+    def locks(self) -> RemoteLocks:
+        """Leases with fencing tokens over HTTP (see ``Store.locks``)."""
+        return RemoteLocks(self._t)
+
+    def lock(
+        self,
+        name: str,
+        *,
+        ttl: float | str = 30,
+        wait: float | str | None = None,
+        renew: bool = False,
+        owner: str | None = None,
+    ) -> LockContext:
+        """``with store.lock(name, ...) as lease:`` over HTTP (see ``Store.lock``)."""
+        return LockContext(self.locks, name, ttl, wait, renew, owner)
 
     def watch(
         self,

@@ -158,13 +158,24 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 def _finish(call: _Call[T], response: httpx.Response) -> T:
     status = response.status_code
-    if status < 300 or (status == 404 and call.method == "GET" and "/items/" in call.path):
+    if status < 300 or (status == 404 and call.method == "GET" and _absent_ok(call.path)):
         if status == 404:
             doc = _problem(response)
             if doc.get("title") != "NotFound":
                 raise error_from_problem(doc, status)
         return call.parse(status, response.content)
     raise _error(response)
+
+
+def _absent_ok(path: str) -> bool:
+    """A GET whose 404 means "absent" (an item, a lock's lease, a machine or one of its
+    instances, a timer): the call answers None."""
+    return (
+        "/items/" in path
+        or path.startswith("/v1/locks/")
+        or path.startswith("/v1/machines/")
+        or path.startswith("/v1/timers/")
+    )
 
 
 def _problem(response: httpx.Response) -> dict[str, Any]:

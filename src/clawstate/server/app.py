@@ -25,6 +25,8 @@ What the server adds is only what HTTP needs, one module per job:
 ``transactions``       ``/v1/transactions``
 ``changes``            ``/v1/changes`` (JSON batches and SSE)
 ``events``             the event store's routes
+``locks``              ``/v1/locks/{name}`` and the fence of fenced writes
+``machines``           ``/v1/machines/...``: definitions, instances, fire, history
 ``admin``              stats, check, sweep, tokens, audit verification
 ``control``            TEST-ONLY: per-test stores and clock (``CLAWSTATE_TEST_CONTROL=1``)
 ``notify``             the one SSE writer; streams' shared reads of a log
@@ -60,11 +62,14 @@ from .edge import Edge
 from .events import EVENT_ROUTES
 from .guard import authorize
 from .items import ITEM_ROUTES
+from .locks import LOCK_ROUTES
+from .machines import MACHINE_ROUTES
 from .openapi import openapi_json
 from .ops import OPS_ROUTES
 from .problems import exception_handler
 from .settings import ServerSettings
 from .state import ServerState
+from .timers import TIMER_ROUTES
 from .transactions import TX_ROUTES
 
 __all__ = ["ROUTES", "TEST_CONTROL_ENV", "ServerSettings", "ServerState", "create_app"]
@@ -80,6 +85,9 @@ ROUTES: list[Any] = [
     *CHANGE_ROUTES,
     *ADMIN_ROUTES,
     *EVENT_ROUTES,
+    *LOCK_ROUTES,
+    *MACHINE_ROUTES,
+    *TIMER_ROUTES,
 ]
 
 

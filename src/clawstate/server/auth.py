@@ -65,6 +65,9 @@ _ACTIONS: dict[str, frozenset[str]] = {
     "rw": frozenset({"read", "write"}),
     "admin": frozenset({"read", "write", "admin"}),
 }
+#: What a scope can name: namespaces, event streams, lock names, timer names and
+#: state machines (``machines:order:write`` fires events of the machine ``order``).
+SCOPE_KINDS: tuple[str, ...] = ("ns", "events", "locks", "timers", "machines")
 _GLOB_RE = re.compile(r"^[A-Za-z0-9_.:*?\[\]!-]{1,200}$")
 
 
@@ -103,12 +106,15 @@ def parse_scope(text: Any) -> Scope:
         raise InvalidRequest(
             "scope",
             f"{text!r} is not a scope; use ns:<glob>:<read|write|rw|admin>, "
-            "events:<glob>:<action>, admin or metrics",
+            "events:<glob>:<action>, locks:<glob>:<action>, timers:<glob>:<action>, "
+            "machines:<glob>:<action>, admin or metrics",
         )
     kind, action = parts[0], parts[-1]
     glob = ":".join(parts[1:-1])  # namespace names may contain ':'
-    if kind not in ("ns", "events"):
-        raise InvalidRequest("scope", f"{text!r}: kind must be ns or events, got {kind!r}")
+    if kind not in SCOPE_KINDS:
+        raise InvalidRequest(
+            "scope", f"{text!r}: kind must be one of {', '.join(SCOPE_KINDS)}, got {kind!r}"
+        )
     if action not in _ACTIONS:
         raise InvalidRequest(
             "scope", f"{text!r}: action must be read, write, rw or admin, got {action!r}"

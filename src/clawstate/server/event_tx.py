@@ -36,6 +36,7 @@ from .._validate import INT64_MAX, check_int, check_key
 from .._wire import TxResult, TxWrite, TxWrites
 from ..errors import InvalidRequest
 from ..events.store import PROJECTIONS_NS, SNAPSHOTS_NS, SUBSCRIPTIONS_NS
+from ..locks import fence_from_wire
 from ..store import Store
 from ..types import AppendResult, Event, Item
 from .auth import Principal
@@ -161,7 +162,10 @@ def _snapshot(i: int, value: Any) -> dict[str, Any]:
 
 
 def _apply(tx: Any, store: Store, i: int, w: TxWrite) -> None:
+    fence = None if w.fence is None else fence_from_wire(w.fence, f"writes[{i}].fence")
     if w.namespace == SNAPSHOTS_NS:
+        if fence is not None:
+            raise InvalidRequest(f"writes[{i}].fence", "a snapshot write is not fenced")
         doc = _snapshot(i, w.value)
         store.events.snapshots.save_in(
             tx, w.key, doc["version"], doc["state"], schema=doc.get("schema", 1)
@@ -177,10 +181,16 @@ def _apply(tx: Any, store: Store, i: int, w: TxWrite) -> None:
     if w.op == "put":
         ttl, if_absent, keep_ttl = w.put_options()
         txns.put(
-            w.key, w.value, ttl=ttl, if_version=w.if_version, if_absent=if_absent, keep_ttl=keep_ttl
+            w.key,
+            w.value,
+            ttl=ttl,
+            if_version=w.if_version,
+            if_absent=if_absent,
+            keep_ttl=keep_ttl,
+            fence=fence,
         )
     else:
-        txns.delete(w.key, if_version=w.if_version)
+        txns.delete(w.key, if_version=w.if_version, fence=fence)
 
 
 def run_event_tx(

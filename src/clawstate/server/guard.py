@@ -108,10 +108,11 @@ def _allowed(principal: Principal, need: Any, conn: Conn) -> bool:
         return principal.has("metrics")
     if isinstance(need, tuple) and len(need) == 2:
         kind, action = need
-        param = "namespace" if kind == "ns" else "stream"
+        # ns routes name {namespace}, event routes {stream}, the others {name}
+        param = "namespace" if kind == "ns" else "stream" if kind == "events" else "name"
         name = conn.path_params.get(param)
-        if kind == "events" and isinstance(name, str):
-            name = unquote_key(name)  # streams travel percent-encoded, like keys
+        if kind != "ns" and isinstance(name, str):
+            name = unquote_key(name)  # streams and lock names travel percent-encoded, like keys
         if not isinstance(name, str) or name.startswith("_"):
             return principal.admin
         return principal.allows(kind, name, action)

@@ -32,6 +32,7 @@ from .._wire import (
 )
 from ..config.limits import SERVER_MAX_QUERY_SCAN
 from ..errors import InvalidRequest, VersionConflict
+from ..locks import fence_from_wire
 from ..store import Namespace, Store
 from ..types import Item, Page
 from .http import (
@@ -51,6 +52,7 @@ from .http import (
     strict_ints,
     value_limit,
 )
+from .locks import check_fences, fence_of_params
 from .openapi import ITEM_PATH, IdemHeader, KeyParam, NsParam, responses
 from .problems import HTTPProblem
 from .state import ServerState
@@ -85,6 +87,25 @@ class PolicyDoc(msgspec.Struct):
 
 #: What reading one item needs (the edge checks it too: it answers this route itself).
 ITEM_READ = ("ns", "read")
+
+#: A fenced write (see ``server/locks.py``): the lock's name and the lease's token.
+FenceParam = Annotated[
+    str | None,
+    Parameter(
+        query="fence",
+        required=False,
+        description="Fenced write: the lock name (needs locks:<name>:read); with fence_token.",
+    ),
+]
+FenceTokenParam = Annotated[
+    str | None,
+    Parameter(
+        query="fence_token",
+        required=False,
+        description="Fenced write: the lease's fencing token; refused (409 FencingError) "
+        "once a newer lease of the lock exists.",
+    ),
+]
 
 
 def _namespace(
@@ -212,6 +233,8 @@ async def put_item(
             description="Keep the live item's expiry (a put without ttl drops it otherwise).",
         ),
     ] = False,
+    fence: FenceParam = None,
+    fence_token: FenceTokenParam = None,
 ) -> ASGIApp:
     st, ctx = state_of(request), ctx_of(request)
     if_match = header(request, "if-match")
@@ -227,6 +250,9 @@ async def put_item(
         if_absent = True
     if if_version is not None:
         strict_ints(request, "if_version")
+    lease = fence_of_params(fence, fence_token)
+    if lease is not None:
+        await check_fences(request, (lease.name,))
     value = await decode(request, value_limit(st, store), "value")
     header_condition = if_absent or if_match is not None
     if_version = await _precondition(st, ans.sync, k, if_match, if_version)
@@ -241,6 +267,7 @@ async def put_item(
             if_absent=if_absent,
             idempotency_key=idempotency_key,
             keep_ttl=keep_ttl,
+            fence=lease,
         )
     status = 201 if item.version == 1 else 200
     etag = {"etag": format_etag(item.etag)}
@@ -263,14 +290,21 @@ async def delete_item(
     if_version: Annotated[int | None, Parameter(query="if_version", required=False)] = None,
     if_match: Annotated[str | None, Parameter(header="if-match", required=False)] = None,
     idempotency_key: IdemHeader = None,
+    fence: FenceParam = None,
+    fence_token: FenceTokenParam = None,
 ) -> ASGIApp:
     st, store, ns = _namespace(request, namespace)
     k = item_key(key, store)
     if if_version is not None:
         strict_ints(request, "if_version")
+    lease = fence_of_params(fence, fence_token)
+    if lease is not None:
+        await check_fences(request, (lease.name,))
     if_version = await _precondition(st, ns, k, if_match, if_version)
     with _conflict_is_412(if_match is not None):
-        deleted = await st.run(ns.delete, k, if_version=if_version, idempotency_key=idempotency_key)
+        deleted = await st.run(
+            ns.delete, k, if_version=if_version, idempotency_key=idempotency_key, fence=lease
+        )
     return _counted(request, namespace, "delete", Deleted(deleted))
 
 
@@ -358,7 +392,12 @@ async def put_many(
 ) -> ASGIApp:
     st, store, ns = _namespace(request, namespace)
     body = await body_as(request, BatchPut, "items", batch_limit(st, store))
-    items = await st.run(ns.put_many, body.items, ttl=body.ttl, idempotency_key=idempotency_key)
+    lease = None if body.fence is None else fence_from_wire(body.fence)
+    if lease is not None:
+        await check_fences(request, (lease.name,))
+    items = await st.run(
+        ns.put_many, body.items, ttl=body.ttl, idempotency_key=idempotency_key, fence=lease
+    )
     return _counted(request, namespace, "put", ItemsMeta([meta_of(i) for i in items]), len(items))
 
 

@@ -108,6 +108,12 @@ PATH_SCHEMAS: dict[str, dict[str, Any]] = {
         "description": "The key, percent-encoded as one path segment (encode '/' as %2F "
         "and '.' as %2E); at most 1024 UTF-8 bytes once decoded.",
     },
+    "name": {
+        "type": "string",
+        "minLength": 1,
+        "description": "The name (a lock's or a machine's), percent-encoded as one path "
+        "segment (like a key); at most 1024 UTF-8 bytes once decoded.",
+    },
 }
 IdemHeader = Annotated[
     str | None,
@@ -136,8 +142,22 @@ EXAMPLES: dict[tuple[Any, Any], Any] = {
     ("path", "namespace"): "carts",
     ("path", "key"): "u42",
     ("path", "stream"): "orders-1",
+    ("path", "name"): "nightly-report",
     ("query", "limit"): 10,
     ("query", "prefix"): "u",
+}
+
+#: A fenced write's lock and token (``server/locks.py``); needs ``locks:<name>:read``.
+FENCE: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "token"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "token": {"type": "integer", "minimum": 1, "maximum": INT64_MAX},
+    },
+    "description": "Fenced write: refused (409 FencingError) once a newer lease of the "
+    "lock exists; needs locks:<name>:read.",
 }
 
 #: Request bodies, patched into the generated document (the handlers read raw bodies so
@@ -180,6 +200,7 @@ BODIES: dict[str, tuple[dict[str, Any], str]] = {
                     "description": "[key, value] pairs, written atomically in order.",
                 },
                 "ttl": {"type": ["number", "null"]},
+                "fence": FENCE,
             },
         },
         "Items to write atomically.",
@@ -211,6 +232,7 @@ BODIES: dict[str, tuple[dict[str, Any], str]] = {
                                     },
                                     "if_absent": {"type": "boolean"},
                                     "keep_ttl": {"type": "boolean"},
+                                    "fence": FENCE,
                                 },
                             },
                             {
@@ -226,6 +248,7 @@ BODIES: dict[str, tuple[dict[str, Any], str]] = {
                                         "minimum": 1,
                                         "maximum": INT64_MAX,
                                     },
+                                    "fence": FENCE,
                                 },
                             },
                         ]
@@ -236,6 +259,74 @@ BODIES: dict[str, tuple[dict[str, Any], str]] = {
         },
         "Writes to commit atomically across namespaces of one backend, and event appends "
         "(tx.events) committed with them.",
+    ),
+    "acquireLock": (
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "ttl": {"type": ["number", "string"], "description": 'Seconds or "30s".'},
+                "wait": {"type": ["number", "string"], "minimum": 0, "maximum": 20},
+                "owner": {"type": ["string", "null"]},
+            },
+        },
+        "The lease's ttl (default 30 s), how long this request waits while the lock is "
+        "held (default 0, at most 20), and the holder's name.",
+    ),
+    "renewLock": (
+        {
+            "type": "object",
+            "required": ["token"],
+            "additionalProperties": False,
+            "properties": {
+                "token": {"type": "integer", "minimum": 1, "maximum": INT64_MAX},
+                "ttl": {"type": ["number", "string", "null"]},
+            },
+        },
+        "The lease's fencing token, and its new ttl (default: the lease's own).",
+    ),
+    "putMachineDefinition": (
+        {
+            "type": "object",
+            "required": ["initial", "states"],
+            "properties": {
+                "initial": {"type": "string"},
+                "states": {"type": "array", "items": {"type": "string"}},
+                "final": {"type": "array", "items": {"type": "string"}},
+                "transitions": {"type": "array", "items": {"type": "object"}},
+                "timeouts": {"type": "array", "items": {"type": "object"}},
+                "migrate": {"type": "object"},
+            },
+        },
+        "A data definition (states, transitions with query-filter guards, timeouts); "
+        "a Python class is refused, an action naming a module path needs an admin.",
+    ),
+    "createMachineInstance": (
+        {
+            "type": "object",
+            "required": ["id"],
+            "additionalProperties": False,
+            "properties": {"id": {"type": "string", "minLength": 1}, "data": {}},
+        },
+        "The new instance's id and its data (any JSON value).",
+    ),
+    "fireMachineEvent": (
+        {
+            "type": "object",
+            "required": ["event"],
+            "additionalProperties": False,
+            "properties": {
+                "event": {"type": "string", "minLength": 1},
+                "payload": {},
+                "expected_version": {
+                    "type": ["integer", "null"],
+                    "minimum": 1,
+                    "maximum": INT64_MAX,
+                },
+            },
+        },
+        "The event, its payload (guards see it), and the version the caller saw "
+        "(absent: retried on a concurrent transition).",
     ),
     "createToken": (
         {
@@ -249,6 +340,21 @@ BODIES: dict[str, tuple[dict[str, Any], str]] = {
             },
         },
         "Scopes such as ns:carts:rw, events:orders-*:read, admin, metrics; ttl like 30d.",
+    ),
+    "scheduleTimer": (
+        {
+            "type": "object",
+            "required": ["handler"],
+            "additionalProperties": False,
+            "properties": {
+                "handler": {"type": "string", "description": '"package.module:function"'},
+                "at": {"type": ["number", "null"], "minimum": 0, "maximum": 1e11},
+                "after": {"type": ["number", "string", "null"], "description": '60 or "30m"'},
+                "payload": {},
+            },
+        },
+        "What the worker runs (a module:function it imports), when (exactly one of at, "
+        "Unix seconds, and after, a delay on the server's clock) and with what payload.",
     ),
 }
 

@@ -15,10 +15,12 @@ from litestar.types import ASGIApp
 
 from .._wire import meta_of
 from ..errors import InvalidRequest
+from ..locks import fence_from_wire
 from ..types import Item
 from .event_tx import TxBody, TxReply, check_tx, run_event_tx, tx_allowed
 from .guard import deny
 from .http import batch_limit, convert, ctx_of, decode, limits_of, reply, state_of
+from .locks import check_fences
 from .openapi import IdemHeader, responses
 
 __all__ = ["TX_ROUTES"]
@@ -48,6 +50,13 @@ async def transaction(
     check_tx(body, limits_of(ctx.store).max_key_bytes)
     if not tx_allowed(p, body):
         await deny(st, request, p)
+    fenced = [
+        fence_from_wire(w.fence, f"writes[{i}].fence").name
+        for i, w in enumerate(body.writes)
+        if w.fence is not None
+    ]
+    if fenced:
+        await check_fences(request, fenced)  # a fenced write also needs locks:<name>:read
     result, appended = await st.run(run_event_tx, ctx.store, body, idempotency_key)
     for w in body.writes:
         st.metrics.store_op(w.namespace, "tx_" + w.op)

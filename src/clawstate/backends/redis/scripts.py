@@ -169,8 +169,8 @@ for u = 1, nunits do
           plan[#plan + 1] = {2, ik, ns, key}
         end
       elseif op == '5' then
-        -- a fencing check (OP_FENCE): the fence row must be live at a version <= the token
-        if not live or row.ver > tonumber(ifv) then
+        -- a fencing check (OP_FENCE): the fence row must be live at exactly the token
+        if not live or row.ver ~= tonumber(ifv) then
           reply = {'f', i, live and row.ver or ''}; break
         end
         plan[#plan + 1] = {4, ik, ns, key, row}

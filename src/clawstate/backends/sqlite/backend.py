@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from ...errors import BackendUnavailable, ClawStateError, ConfigError
 from ...types import Change
-from .._apply import Row, apply_unit
+from .._apply import Row, apply_unit, checks_first
 from .._group_commit import GroupCommitter
 from .._keyorder import prefix_upper_bound
 from ..base import (
@@ -426,12 +426,10 @@ class SQLiteBackend(_queries.SQLiteQueries, _events.SQLiteEventLog):
             conn.execute("BEGIN IMMEDIATE")
             rows = _Rows(self, conn)
             for job in jobs:
-                # A unit of one write (or one event append) fails its check before it
-                # writes anything, so it needs no savepoint: two statements saved per
-                # unit in a group-committed batch.
-                guarded = (
-                    len(job.writes) + len(job.events) > 1 if isinstance(job, WriteUnit) else multi
-                )
+                # A unit whose checks all run before its first change (one write, one
+                # append, a lease's acquire or release) fails before it writes anything,
+                # so it needs no savepoint: two statements saved per unit.
+                guarded = not checks_first(job) if isinstance(job, WriteUnit) else multi
                 seq_before = rows.seq
                 ns_before = dict(rows.new_ns) if guarded else rows.new_ns
                 if guarded:

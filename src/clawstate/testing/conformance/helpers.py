@@ -70,7 +70,9 @@ def snapshot(store: Store) -> Snapshot:
     """What a refused request must leave untouched: the log's end and every item."""
     data: dict[str, list[tuple[str, int, str, Any]]] = {}
     for name in store.namespaces():
-        items = scan_all(store.namespace(name))
+        # System namespaces (``_timers``, ``_machine.<name>``…) too: a refused request
+        # must not have armed a timer or moved a machine either.
+        items = scan_all(store._any_namespace(name))
         data[name] = [(it.key, it.version, it.etag, it.value) for it in items]
     return store.last_seq, data
 
