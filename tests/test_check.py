@@ -808,6 +808,8 @@ READ_COMMANDS: dict[tuple[str, ...], list[str]] = {
     ("machines", "show"): ["machines", "show", "m"],
     ("machines", "get"): ["machines", "get", "m", "i"],
     ("machines", "history"): ["machines", "history", "m", "i"],
+    ("timers", "ls"): ["timers", "ls"],
+    ("timers", "get"): ["timers", "get", "t"],
     # These two change only an existing store's checkpoints: they never create one.
     ("projections", "retry"): ["projections", "retry", "p"],
     ("projections", "skip"): ["projections", "skip", "p"],
@@ -829,6 +831,8 @@ WRITE_COMMANDS = {
     ("machines", "define"),
     ("machines", "create"),
     ("machines", "fire"),
+    ("timers", "schedule"),
+    ("timers", "cancel"),
     ("worker",),
     ("serve",),
 }
