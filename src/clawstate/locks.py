@@ -57,8 +57,8 @@ from .errors import (
 from .types import Lease
 
 if TYPE_CHECKING:
+    from ._awaitable import RunsSync as _Runner
     from ._namespace import Namespace
-    from .aio import _Runner
     from .store import Store
 
 __all__ = [

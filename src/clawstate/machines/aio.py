@@ -15,7 +15,7 @@ from ..types import Instance, Transition
 from .definition import check_machine_name, parse_definition
 
 if TYPE_CHECKING:
-    from ..aio import _Runner as Runner
+    from .._awaitable import RunsSync as Runner
     from ..store import Store
     from .machine import InstancePage, Machine
 
