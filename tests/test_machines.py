@@ -27,7 +27,7 @@ import clawstate
 from _backends import DEFAULT_OPTIONS, drop_schema, new_schema, pg, pg_url, prefixes, raw, redis_url
 from clawstate import ConfigError, InvalidRequest, InvalidTransition, Store, VersionConflict
 from clawstate.machines import StateMachine, parse_definition
-from clawstate.machines.registry import load_class, registered
+from clawstate.machines.definition import load_class, registered
 from clawstate.testing.conformance import StoreFactory
 from clawstate.testing.conformance.machines import (
     ORDER,

@@ -72,7 +72,7 @@ def _load_machine(spec: str) -> None:
     """Register the class-based machine ``module:Class`` (current directory on the
     path, as for projections) so this process can run its guards and actions."""
     from ..errors import ClawStateError
-    from ..machines.registry import load_class
+    from ..machines.definition import load_class
 
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:

@@ -31,9 +31,16 @@ Timeouts and actions are durable timers (:mod:`clawstate.timers`) fired by
 
 from __future__ import annotations
 
-from .definition import Definition, StateMachine, TimeoutDef, TransitionDef, parse_definition
+from .definition import (
+    Definition,
+    StateMachine,
+    TimeoutDef,
+    TransitionDef,
+    parse_definition,
+    register,
+    registered,
+)
 from .machine import InstancePage, Machine, list_machines
-from .registry import register, registered
 
 __all__ = [
     "Definition",

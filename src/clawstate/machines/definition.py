@@ -23,6 +23,7 @@ new data`` and actions ``action(self, firing) -> None``.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import math
 import re
 import tomllib
@@ -35,6 +36,7 @@ from ..config.units import parse_duration
 from ..errors import ConfigError, InvalidRequest
 from ..query import compile_filter, parse_query
 from ..timers import check_handler
+from . import registry as _registry
 
 __all__ = [
     "CREATE",
@@ -43,7 +45,10 @@ __all__ = [
     "TimeoutDef",
     "TransitionDef",
     "check_machine_name",
+    "load_class",
     "parse_definition",
+    "register",
+    "registered",
 ]
 
 #: The event type of an instance's creation (its history's first entry).
@@ -364,8 +369,6 @@ def _source(
             return definition, None, None
         # A stored class-based definition: its methods come from the class registered
         # in this process under that path, if any (see registry.py).
-        from .registry import registered
-
         if not isinstance(ref, str) or not _CLASS_RE.fullmatch(ref):
             raise ConfigError("class", f'must be "package.module:Class", got {str(ref)[:80]!r}')
         return definition, registered(ref), ref
@@ -564,3 +567,39 @@ def _method(cls: type | None, name: str, field: str) -> None:
         raise ConfigError(field, f"must name a public method, got {name[:80]!r}")
     if cls is not None and not callable(getattr(cls, name, None)):
         raise ConfigError(field, f"{cls.__qualname__} has no method {name!r}")
+
+
+def register(cls: type[StateMachine]) -> str:
+    """Make ``cls`` known to this process under its path (see :mod:`.registry`);
+    returns the path."""
+    if not (isinstance(cls, type) and issubclass(cls, StateMachine)) or cls is StateMachine:
+        raise ConfigError("machine", f"must be a StateMachine subclass, got {cls!r}")
+    path = class_path(cls)
+    _registry.put(path, cls)
+    return path
+
+
+def registered(path: str) -> type[StateMachine] | None:
+    """The class registered under ``path`` in this process, if any."""
+    found = _registry.registered(path)
+    return found if isinstance(found, type) and issubclass(found, StateMachine) else None
+
+
+def load_class(spec: str) -> type[StateMachine]:
+    """Import ``"package.module:Class"`` and register it (the worker's ``--machine``)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError("machine", f'must look like "package.module:Class", got {spec!r}')
+    try:
+        obj: object = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError("machine", f"cannot import {module_name!r}: {exc}") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError("machine", f"{module_name!r} has no attribute {attr!r}") from None
+    if not (isinstance(obj, type) and issubclass(obj, StateMachine)):
+        raise ConfigError("machine", f"{spec!r} is not a StateMachine subclass")
+    register(obj)
+    return obj

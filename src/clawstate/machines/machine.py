@@ -666,7 +666,7 @@ def open_machine(store: Store, name: str, definition: Any = None) -> Machine:
         return Machine(store, name, *stored)
     defn = parse_definition(definition)
     if defn.cls is not None:
-        from .registry import register
+        from .definition import register
 
         register(defn.cls)
     version = register_definition(store, name, defn)
