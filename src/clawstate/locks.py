@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import msgspec
 
 from ._fence import FENCES, check_fence, fence_write
+from ._namespace import NamespaceHost
 from ._validate import INT64_MAX, check_key, shown
 from .backends.base import OP_DELETE, Write, WriteUnit
 from .config.units import parse_duration
@@ -59,7 +60,15 @@ from .types import Lease
 if TYPE_CHECKING:
     from ._awaitable import RunsSync as _Runner
     from ._namespace import Namespace
-    from .store import Store
+
+
+class Store(NamespaceHost, Protocol):
+    """What the locks need of their store (:class:`clawstate.Store` satisfies it): a
+    Protocol, not the class, so ``store.py`` (which builds :class:`Locks`) and this
+    module do not import each other."""
+
+    def _system_namespace(self, name: str, *, indexes: tuple[str, ...] = ()) -> Namespace: ...
+
 
 __all__ = [
     "LOCKS",

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import msgspec
 
@@ -39,7 +39,34 @@ from .definition import CREATE, Definition, _label, check_machine_name, parse_de
 if TYPE_CHECKING:
     from .._namespace import Namespace
     from .._transaction import Transaction
-    from ..store import Store
+    from ..backends.base import Backend
+    from ..config import Config
+    from ..events.store import EventStore
+    from ..timers import Timers
+
+
+class Store(Protocol):
+    """What a machine needs of its store (:class:`clawstate.Store` satisfies it): a
+    Protocol, not the class, so ``store.py`` (which builds :class:`Machine`) and this
+    module do not import each other."""
+
+    config: Config
+
+    @property
+    def backend(self) -> Backend: ...
+
+    @property
+    def events(self) -> EventStore: ...
+
+    @property
+    def timers(self) -> Timers: ...
+
+    def _system_namespace(self, name: str, *, indexes: tuple[str, ...] = ()) -> Namespace: ...
+
+    def transaction(self, *, idempotency_key: str | None = None) -> Transaction: ...
+
+    def machine(self, name: str, definition: Any = None) -> Machine: ...
+
 
 __all__ = [
     "ACTION_HANDLER",
