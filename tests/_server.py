@@ -21,6 +21,8 @@ from services import require_module
 require_module("litestar")
 require_module("httpx")
 
+import httpx  # noqa: E402
+
 from clawstate.server.testing import ServerProcess  # noqa: E402
 from clawstate.testing.conformance import AsyncStoreFactory, StoreFactory  # noqa: E402
 
@@ -53,3 +55,36 @@ async def async_store_factory(
     for astore, sid in opened:
         await astore.close()
         server.drop_test_store(sid)
+
+
+# -- raw HTTP callers on a test store of their own (hostile-input and scope tests) ----
+
+
+@pytest.fixture(scope="module")
+def sid(server: ServerProcess) -> Iterator[str]:
+    store = server.new_test_store({"sweep_interval": 0})
+    yield store
+    server.drop_test_store(store)
+
+
+@pytest.fixture(scope="module")
+def admin(server: ServerProcess, sid: str) -> Iterator[Any]:
+    with server.admin() as client:
+        client.headers["clawstate-test-store"] = sid
+        yield client
+
+
+def token_for(admin: Any, *scopes: str) -> str:
+    """A new token with ``scopes``, made through the admin route."""
+    r = admin.post("/v1/admin/tokens", json={"scopes": list(scopes)})
+    assert r.status_code == 201, r.text
+    return str(r.json()["token"])
+
+
+def client_for(server: ServerProcess, sid: str, token: str) -> Any:
+    """A raw HTTP client on the module's test store, as the holder of ``token``."""
+    return httpx.Client(
+        base_url=server.url,
+        timeout=30,
+        headers={"authorization": f"Bearer {token}", "clawstate-test-store": sid},
+    )

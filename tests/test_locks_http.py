@@ -6,7 +6,6 @@ and hostile fence and lock parameters (huge, negative, NaN, half missing)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,14 +15,22 @@ from services import require_module
 require_module("litestar")
 httpx = require_module("httpx")
 
-from _server import async_store_factory, server, store_factory  # noqa: E402
+from _server import (  # noqa: E402
+    admin,
+    async_store_factory,
+    client_for,
+    server,
+    sid,
+    store_factory,
+    token_for,
+)
 from clawstate.server.testing import ServerProcess  # noqa: E402
 from clawstate.testing.conformance.locks import (  # noqa: E402
     AsyncLocksConformance,
     LocksConformance,
 )
 
-__all__ = ["async_store_factory", "server", "store_factory"]  # fixtures, for pytest
+__all__ = ["admin", "async_store_factory", "server", "sid", "store_factory"]  # fixtures, for pytest
 
 
 class TestHTTPLocks(LocksConformance):
@@ -37,37 +44,9 @@ class TestHTTPAsyncLocks(AsyncLocksConformance):
 # -- from the outside --------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def sid(server: ServerProcess) -> Iterator[str]:
-    store = server.new_test_store({"sweep_interval": 0})
-    yield store
-    server.drop_test_store(store)
-
-
-@pytest.fixture(scope="module")
-def admin(server: ServerProcess, sid: str) -> Iterator[Any]:
-    with server.admin() as client:
-        client.headers["clawstate-test-store"] = sid
-        yield client
-
-
-def _token(admin: Any, *scopes: str) -> str:
-    r = admin.post("/v1/admin/tokens", json={"scopes": list(scopes)})
-    assert r.status_code == 201, r.text
-    return str(r.json()["token"])
-
-
-def _client(server: ServerProcess, sid: str, token: str) -> Any:
-    return httpx.Client(
-        base_url=server.url,
-        timeout=30,
-        headers={"authorization": f"Bearer {token}", "clawstate-test-store": sid},
-    )
-
-
 def test_lock_routes_round_trip(server: ServerProcess, sid: str, admin: Any) -> None:
-    token = _token(admin, "locks:team-a-*:rw")
-    with _client(server, sid, token) as http:
+    token = token_for(admin, "locks:team-a-*:rw")
+    with client_for(server, sid, token) as http:
         first = http.post("/v1/locks/team-a-job", json={"ttl": 5}).json()
         assert http.delete("/v1/locks/team-a-job", params={"token": str(first["token"])}).json()
         r = http.post("/v1/locks/team-a-job", json={"ttl": "30s", "owner": "w1"})
@@ -98,9 +77,9 @@ def test_other_tenants_locks_forbidden_without_information(
     """A token scoped to team A's locks gets the same 403 for team B's lock whether it
     is held or not — for every route — and the lock is untouched."""
     held = admin.post("/v1/locks/team-b-held", json={"ttl": 600}).json()
-    token = _token(admin, "locks:team-a-*:rw", "ns:*:rw")
+    token = token_for(admin, "locks:team-a-*:rw", "ns:*:rw")
     answers: dict[str, list[tuple[int, str]]] = {}
-    with _client(server, sid, token) as http:
+    with client_for(server, sid, token) as http:
         for name in ("team-b-held", "team-b-free"):
             got = [
                 http.get(f"/v1/locks/{name}"),
@@ -143,8 +122,8 @@ def test_other_tenants_locks_forbidden_without_information(
         # a read-only lock scope fences but may not take the lock
         assert http.get("/v1/namespaces/out/items/k").status_code == 404  # nothing written
     assert admin.get("/v1/locks/team-b-held").json() == held
-    reader = _token(admin, "locks:team-b-*:read", "ns:out:rw")
-    with _client(server, sid, reader) as http:
+    reader = token_for(admin, "locks:team-b-*:read", "ns:out:rw")
+    with client_for(server, sid, reader) as http:
         assert http.post("/v1/locks/team-b-free", json={}).status_code == 403
         assert http.get("/v1/locks/team-b-held").json() == held
         ok = http.put(
@@ -154,7 +133,7 @@ def test_other_tenants_locks_forbidden_without_information(
         )
         assert ok.status_code == 201, ok.text
     # system-looking lock names are the admin's
-    with _client(server, sid, _token(admin, "locks:*:rw")) as http:
+    with client_for(server, sid, token_for(admin, "locks:*:rw")) as http:
         assert http.post("/v1/locks/_internal", json={}).status_code == 403
 
 

@@ -4,7 +4,6 @@ an attacker sees them (scopes on timer names, a filtered list, hostile bodies)."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,49 +13,29 @@ from services import require_module
 require_module("litestar")
 httpx = require_module("httpx")
 
-from _server import async_store_factory, server, store_factory  # noqa: E402
+from _server import (  # noqa: E402
+    admin,
+    async_store_factory,
+    client_for,
+    server,
+    sid,
+    store_factory,
+    token_for,
+)
 from clawstate.server.testing import ServerProcess  # noqa: E402
 from clawstate.testing.conformance.timers import COUNT, TimersApiConformance  # noqa: E402
 
-__all__ = ["async_store_factory", "server", "store_factory"]  # fixtures, for pytest
+__all__ = ["admin", "async_store_factory", "server", "sid", "store_factory"]  # fixtures, for pytest
 
 
 class TestHTTPTimers(TimersApiConformance):
     """``store.timers`` through ``RemoteStore``."""
 
 
-@pytest.fixture(scope="module")
-def sid(server: ServerProcess) -> Iterator[str]:
-    store = server.new_test_store({"sweep_interval": 0})
-    yield store
-    server.drop_test_store(store)
-
-
-@pytest.fixture(scope="module")
-def admin(server: ServerProcess, sid: str) -> Iterator[Any]:
-    with server.admin() as client:
-        client.headers["clawstate-test-store"] = sid
-        yield client
-
-
-def _token(admin: Any, *scopes: str) -> str:
-    r = admin.post("/v1/admin/tokens", json={"scopes": list(scopes)})
-    assert r.status_code == 201, r.text
-    return str(r.json()["token"])
-
-
-def _client(server: ServerProcess, sid: str, token: str) -> Any:
-    return httpx.Client(
-        base_url=server.url,
-        timeout=30,
-        headers={"authorization": f"Bearer {token}", "clawstate-test-store": sid},
-    )
-
-
 def test_scopes_on_timer_names(server: ServerProcess, sid: str, admin: Any) -> None:
-    rw = _token(admin, "timers:team-a-*:rw")
-    ro = _token(admin, "timers:team-a-*:read")
-    with _client(server, sid, rw) as http:
+    rw = token_for(admin, "timers:team-a-*:rw")
+    ro = token_for(admin, "timers:team-a-*:read")
+    with client_for(server, sid, rw) as http:
         r = http.put("/v1/timers/team-a-1", json={"handler": COUNT, "after": 60, "payload": 1})
         assert r.status_code == 200, r.text
         assert r.json()["name"] == "team-a-1" and r.json()["payload"] == 1
@@ -68,7 +47,7 @@ def test_scopes_on_timer_names(server: ServerProcess, sid: str, admin: Any) -> N
             == 403
         )
     assert admin.put("/v1/timers/team-b-1", json={"handler": COUNT, "after": 60}).status_code == 200
-    with _client(server, sid, ro) as http:
+    with client_for(server, sid, ro) as http:
         assert http.get("/v1/timers/team-a-1").status_code == 200
         assert http.get("/v1/timers/team-b-1").status_code == 403
         assert (
@@ -78,7 +57,7 @@ def test_scopes_on_timer_names(server: ServerProcess, sid: str, admin: Any) -> N
         # the list shows only what the token may read
         names = [t["name"] for t in http.get("/v1/timers").json()["items"]]
         assert names == ["team-a-1"]
-    with _client(server, sid, rw) as http:
+    with client_for(server, sid, rw) as http:
         assert http.delete("/v1/timers/team-a-1").json() == {"cancelled": True}
         assert http.delete("/v1/timers/team-a-1").json() == {"cancelled": False}
         assert http.get("/v1/timers/team-a-1").status_code == 404
